@@ -81,6 +81,9 @@ class Trip(models.Model):
     ttft_ms = models.PositiveIntegerField("time to first token (ms)", null=True, blank=True)
     retries = models.PositiveSmallIntegerField(default=0)
     failovers = models.PositiveSmallIntegerField(default=0)
+    anomalies = models.JSONField(
+        default=list, blank=True, help_text="Flags such as token explosion or a latency outlier."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -339,3 +342,24 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"Breaker {self.gear.name}: {self.state}"
+
+
+class TachoMinute(models.Model):
+    """Per-minute rollup of finished trips, updated when a trip settles, so the cockpit
+    reads a few rows instead of scanning the trip log."""
+
+    minute = models.DateTimeField(unique=True)
+    trips = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    thinking_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = money()
+    latency_ms_sum = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-minute"]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M}: {self.trips} trips"

@@ -8,6 +8,7 @@ touched, but never overwrites an admin's edit or brings back a row an admin dele
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -116,6 +117,9 @@ class _Reader:
         if kind in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.fail(key, f"must be a number, got {json.dumps(value)}")
+            if not math.isfinite(value):
+                # json.loads accepts NaN and Infinity; NaN slips past every range validator.
+                raise self.fail(key, f"must be a finite number, got {value}")
             if kind == "int" and value != int(value):
                 raise self.fail(key, f"must be a whole number, got {value}")
             return int(value) if kind == "int" else float(value)
@@ -132,10 +136,13 @@ class _Reader:
                 raise self.fail(key, f"not a finite number: {value!r}")
             return number
         if kind == "date":
-            try:
-                return date.fromisoformat(value) if isinstance(value, str) else None
-            except ValueError:
-                pass
+            if value is None:
+                return None
+            if isinstance(value, str):
+                try:
+                    return date.fromisoformat(value)
+                except ValueError:
+                    pass
             raise self.fail(key, f"must be a date like 2026-01-31, got {json.dumps(value)}")
         if kind == "strlist":
             if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
@@ -287,7 +294,9 @@ def _roads(directory: Path, gear_names: set[str]) -> list[_Row]:
         raise r.fail(
             "roads", f'exactly one road must have "fallback": true (found {len(fallbacks)})'
         )
-    return rows
+    # The fallback road is written last, so the old one is cleared before the new one is set
+    # when the file moves the fallback (one_fallback_road allows one at a time).
+    return sorted(rows, key=lambda row: row.values["is_fallback"])
 
 
 def _budget(directory: Path) -> list[_Row]:
@@ -406,16 +415,18 @@ def import_defaults(directory: Path, *, reset: bool = False) -> ImportReport:
     rows = read_defaults(directory)
     report = ImportReport()
     for row in rows:
-        values = _resolve(row)
-        fingerprint = _fingerprint(values)
-        fields = list(values)
+        # Foreign keys by name: a row that is kept may name a row an admin has deleted, so
+        # they are only looked up (_resolve) when this row is written.
+        named = {**row.values, **{f: name for f, (_, _, name) in (row.foreign or {}).items()}}
+        fingerprint = _fingerprint(named)
+        fields = list(named)
         instance = row.model.objects.filter(**{row.key_field: row.key}).first()
         record = ImportedDefault.objects.filter(table=row.table, key=row.key).first()
         if instance is None:
             if record is not None and not reset:
                 report.kept += 1  # an admin deleted this default on purpose
                 continue
-            instance = row.model(**{row.key_field: row.key}, **values)
+            instance = row.model(**{row.key_field: row.key}, **_resolve(row))
             _save(instance, row)
             report.created += 1
         else:
@@ -424,7 +435,7 @@ def import_defaults(directory: Path, *, reset: bool = False) -> ImportReport:
             if current == fingerprint:
                 pass
             elif reset or untouched:
-                for field, value in values.items():
+                for field, value in _resolve(row).items():
                     setattr(instance, field, value)
                 _save(instance, row)
                 report.updated += 1

@@ -51,6 +51,14 @@ class Provider(models.Model):
     read_timeout_s = models.FloatField(default=120.0, validators=[MinValueValidator(0.1)])
     max_concurrency = models.PositiveIntegerField(default=8, validators=[MinValueValidator(1)])
     notes = models.TextField(blank=True)
+    # Result of the last reachability check (local servers are only routed to once seen up).
+    probe_ok = models.BooleanField(null=True, blank=True, editable=False)
+    probe_detail = models.CharField(max_length=300, blank=True, editable=False)
+    probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    misconfigured = models.CharField(
+        max_length=300, blank=True,
+        help_text="Set when the provider rejected the credentials (401/403); cleared on success.",
+    )
 
     class Meta:
         ordering = ["name"]

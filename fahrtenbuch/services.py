@@ -1,0 +1,163 @@
+"""Writes to the trip log: submit, events, legs, finish, feedback."""
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from fahrtenbuch.models import FINISHED_STATUSES, Leg, TachoMinute, Trip, TripEvent, TripStatus
+from garage.engine.kupplung import Entscheidung
+from garage.models import Gear
+
+
+class ApplicationError(Exception):
+    """A business rule said no; ``status`` is the HTTP status the API and pages answer with."""
+
+    def __init__(self, message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def trip_event(trip_id: int, kind: str, **data) -> TripEvent:
+    return TripEvent.objects.create(trip_id=trip_id, kind=kind, data=data)
+
+
+def trip_create(*, user, task: str, options: dict, decision: Entscheidung,
+                idempotency_key: str | None = None) -> tuple[Trip, bool]:
+    """Record a decided trip (queued, or refused with its reason). Returns (trip, created);
+    the same idempotency key from the same person returns the first trip."""
+    if idempotency_key:
+        existing = Trip.objects.filter(user=user, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    gear = decision.gear
+    refused = decision.is_refused
+    trip = Trip(
+        user=user,
+        task=task,
+        options=options,
+        idempotency_key=idempotency_key or None,
+        road=decision.strecke.road,
+        analysis=decision.strecke.as_dict(),
+        gear=Gear.objects.filter(name=gear.name).first() if gear else None,
+        gear_name=gear.name if gear else "",
+        throttle=decision.throttle,
+        pattern=decision.pattern,
+        tempo=decision.strecke.tempo,
+        zone=decision.zone,
+        reasons=[r.as_dict() for r in decision.reasons],
+        explored=decision.explored,
+        simulated=bool(gear and gear.simulated),
+        estimated_cost_usd=decision.estimated_cost_usd,
+        status=TripStatus.REFUSED if refused else TripStatus.QUEUED,
+        error=decision.refused or "",
+        error_kind="refused" if refused else "",
+        finished_at=timezone.now() if refused else None,
+    )
+    try:
+        with transaction.atomic():
+            trip.save()
+            trip_event(trip.pk, "decision", **decision.as_dict())
+            trip_event(trip.pk, "status", status=trip.status, error=trip.error)
+    except IntegrityError:
+        # Two submissions with the same key raced; the other one won.
+        if idempotency_key:
+            return Trip.objects.get(user=user, idempotency_key=idempotency_key), False
+        raise
+    return trip, True
+
+
+def trip_claim(trip_id: int) -> bool:
+    """queued → running, atomically: exactly one worker wins a trip."""
+    now = timezone.now()
+    claimed = Trip.objects.filter(pk=trip_id, status=TripStatus.QUEUED).update(
+        status=TripStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if claimed:
+        trip_event(trip_id, "status", status=TripStatus.RUNNING)
+    return bool(claimed)
+
+
+def trip_heartbeat(trip_id: int) -> None:
+    Trip.objects.filter(pk=trip_id, status=TripStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def leg_start(*, trip_id: int, position: int, phase: int, role: str, title: str,
+              gear: Gear | None, throttle: float, prompt: str, simulated: bool) -> Leg:
+    return Leg.objects.create(
+        trip_id=trip_id, position=position, phase=phase, role=role, title=title[:200],
+        gear=gear, gear_name=gear.name if gear else "", throttle=throttle,
+        status="running", prompt=prompt, started_at=timezone.now(), simulated=simulated,
+    )
+
+
+def trip_finish(trip: Trip, *, status: str, fields: dict) -> bool:
+    """running → a final status with its figures; False if the trip was already finished
+    (cancelled meanwhile), in which case nothing is overwritten."""
+    assert status in FINISHED_STATUSES
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Trip.objects.filter(pk=trip.pk).exclude(status__in=FINISHED_STATUSES).update(
+            status=status, finished_at=now, **fields
+        )
+        if not updated:
+            return False
+        trip_event(trip.pk, "status", status=status, error=fields.get("error", ""))
+        if status in (TripStatus.SUCCEEDED, TripStatus.FAILED):
+            tacho_record(
+                when=now, succeeded=status == TripStatus.SUCCEEDED,
+                input_tokens=fields.get("input_tokens", 0),
+                output_tokens=fields.get("output_tokens", 0),
+                thinking_tokens=fields.get("thinking_tokens", 0),
+                cost=fields.get("cost_usd", Decimal(0)),
+                latency_ms=fields.get("latency_ms") or 0,
+            )
+    for name, value in fields.items():
+        setattr(trip, name, value)
+    trip.status, trip.finished_at = status, now
+    return True
+
+
+def tacho_record(*, when, succeeded: bool, input_tokens: int, output_tokens: int,
+                 thinking_tokens: int, cost: Decimal, latency_ms: int) -> None:
+    minute = when.replace(second=0, microsecond=0)
+    changes = {
+        "trips": F("trips") + 1,
+        "succeeded": F("succeeded") + int(succeeded),
+        "failed": F("failed") + int(not succeeded),
+        "input_tokens": F("input_tokens") + input_tokens,
+        "output_tokens": F("output_tokens") + output_tokens,
+        "thinking_tokens": F("thinking_tokens") + thinking_tokens,
+        "cost_usd": F("cost_usd") + cost,
+        "latency_ms_sum": F("latency_ms_sum") + latency_ms,
+    }
+    if not TachoMinute.objects.filter(minute=minute).update(**changes):
+        try:
+            with transaction.atomic():
+                TachoMinute.objects.create(
+                    minute=minute, trips=1, succeeded=int(succeeded), failed=int(not succeeded),
+                    input_tokens=input_tokens, output_tokens=output_tokens,
+                    thinking_tokens=thinking_tokens, cost_usd=cost, latency_ms_sum=latency_ms,
+                )
+        except IntegrityError:
+            TachoMinute.objects.filter(minute=minute).update(**changes)
+
+
+def trip_cancel(trip: Trip, *, by) -> Trip:
+    if trip.is_finished:
+        raise ApplicationError(f"Trip {trip.pk} is already {trip.status}; nothing to cancel.", status=409)
+    trip_finish(trip, status=TripStatus.CANCELLED, fields={"error": f"cancelled by {by}", "error_kind": "cancelled"})
+    trip.refresh_from_db()
+    return trip
+
+
+def trip_feedback(trip: Trip, *, thumbs: int, note: str = "") -> Trip:
+    if thumbs not in (1, -1):
+        raise ApplicationError("Feedback is 1 (thumbs up) or -1 (thumbs down).")
+    if not trip.is_finished:
+        raise ApplicationError("Give feedback once the trip has finished.", status=409)
+    trip.feedback, trip.feedback_note, trip.feedback_at = thumbs, note.strip(), timezone.now()
+    trip.save(update_fields=["feedback", "feedback_note", "feedback_at"])
+    trip_event(trip.pk, "feedback", thumbs=thumbs, note=trip.feedback_note)
+    return trip

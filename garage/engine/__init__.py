@@ -1,0 +1,1 @@
+"""The engine's decision code: plain Python, no ORM. Dataclasses in, a decision out."""

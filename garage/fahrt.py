@@ -1,0 +1,427 @@
+"""Driving a decided trip: its phases of legs, retries, failover, budget, breakers, events.
+
+One async driver for all five patterns: a trip is a list of phases run in order; the legs of
+a phase run concurrently (bounded), and a phase's outputs feed the next phase's prompts.
+single = one leg; convoy = one leg per phase; team = members, then a merge; swarm = items,
+then a local aggregation; hybrid = a team phase, its merge, then a finishing step.
+"""
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+
+from fahrtenbuch import services as log
+from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
+from garage import bordcomputer, tankuhr
+from garage.engine.gas import Gas, gas_geben
+from garage.engine.kupplung import Lage, failover_chain
+from garage.engine.types import GearSpec, Strecke
+from garage.models import Gear, Provider
+from garage.motorblock import registry
+from garage.motorblock.base import Anfrage, Antwort, ErrorKind, MotorError, Usage
+from garage.motorblock.pruefstand import Pruefstand
+
+db = sync_to_async
+
+MAX_RETRIES = int(os.environ.get("CLUTCH_MAX_RETRIES", "2"))
+RETRY_BASE_S = float(os.environ.get("CLUTCH_RETRY_BASE_S", "0.5"))
+RETRY_AFTER_CAP_S = 30.0
+FLUSH_EVERY_S = 0.1
+FLUSH_CHARS = 400
+WATCH_EVERY_S = 0.5
+DEFAULT_MEMBERS = {
+    "en": ["implementation", "tests", "review"],
+    "de": ["Implementierung", "Tests", "Review"],
+}
+
+
+@dataclass
+class LegPlan:
+    role: str
+    title: str
+    prompt: Callable[[list[str]], str]  # from the previous phase's outputs
+
+
+@dataclass
+class Phase:
+    legs: list[LegPlan]
+    partial_ok: bool = False  # swarm items and team members may fail one by one
+    aggregate: Callable[[list[tuple[LegPlan, str | None]]], str] | None = None
+
+
+def _items(strecke: Strecke, options: dict, key: str) -> list[str]:
+    given = options.get(key) or []
+    return [str(x) for x in given] if given else list(strecke.items)
+
+
+def plan_phases(task: str, pattern: str, strecke: Strecke, options: dict) -> list[Phase]:
+    de = strecke.language == "de"
+    if pattern == "convoy":
+        steps = _items(strecke, options, "steps") or [task]
+        phases, count = [], len(steps)
+        for i, step in enumerate(steps):
+            def prompt(prev: list[str], i=i, step=step, n=count) -> str:
+                before = f"\n\nResult of the previous step:\n{prev[0]}" if prev else ""
+                return f"{task}\n\nStep {i + 1} of {n}: {step}{before}"
+            phases.append(Phase([LegPlan("step", step, prompt)]))
+        return phases
+    if pattern in ("team", "hybrid"):
+        members = _items(strecke, options, "members") or DEFAULT_MEMBERS["de" if de else "en"]
+        team = Phase(
+            [LegPlan("member", m, lambda prev, m=m: (
+                f"You are the {m} specialist in a team working on this task:\n\n{task}\n\n"
+                f"Contribute your part: {m}."
+            )) for m in members],
+            partial_ok=True,
+        )
+        merge = Phase([LegPlan("merge", "merge", lambda prev: (
+            f"Merge the team's contributions into one coherent answer to the task:\n\n{task}\n\n"
+            + "\n\n".join(f"--- contribution {i + 1} ---\n{p}" for i, p in enumerate(prev))
+        ))])
+        if pattern == "team":
+            return [team, merge]
+        finish = Phase([LegPlan("step", "finish", lambda prev: (
+            f"Review and finish this result for the task below; fix gaps and inconsistencies.\n\n"
+            f"Task:\n{task}\n\nResult:\n{prev[0] if prev else ''}"
+        ))])
+        return [team, merge, finish]
+    if pattern == "swarm":
+        items = _items(strecke, options, "items") or [task]
+        return [Phase(
+            [LegPlan("item", item, lambda prev, item=item: (
+                f"{task}\n\nDo this for exactly one item and answer only for it: {item}"
+            )) for item in items],
+            partial_ok=True,
+            aggregate=lambda results: "\n\n".join(
+                f"## {plan.title}\n{text if text is not None else '(failed)'}" for plan, text in results
+            ),
+        )]
+    return [Phase([LegPlan("single", "", lambda prev: task)])]
+
+
+@dataclass
+class Totals:
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = Decimal(0)
+    retries: int = 0
+    failovers: int = 0
+    simulated: bool = False
+
+    def add(self, antwort: Antwort) -> None:
+        u = antwort.usage
+        self.usage.input_tokens += u.input_tokens
+        self.usage.output_tokens += u.output_tokens
+        self.usage.cached_tokens += u.cached_tokens
+        self.usage.thinking_tokens += u.thinking_tokens
+        self.cost += antwort.cost_usd
+        self.simulated = self.simulated or antwort.simulated
+
+
+class LegFailed(Exception):
+    def __init__(self, error: MotorError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# A stand-in for a provider call: the original's `handler(prompt, config)`.
+Handler = Callable[[str, dict], object]
+
+
+class Fahrt:
+    """Drives one claimed trip to its end."""
+
+    def __init__(self, trip: Trip, *, gear: GearSpec, lage: Lage, strecke: Strecke,
+                 gas: Gas, handler: Handler | None = None, pruefstand: Pruefstand | None = None,
+                 on_delta: Callable[[str], None] | None = None) -> None:
+        self.trip, self.gear, self.lage, self.strecke, self.gas = trip, gear, lage, strecke, gas
+        self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
+        self.totals = Totals()
+        self.position = 0
+        self.buffer: dict[int, str] = {}
+        self.buffered = 0
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+        options = trip.options or {}
+        self.concurrency = int(options.get("concurrency") or os.environ.get("CLUTCH_SWARM_CONCURRENCY", 8))
+        self.item_timeout_s = float(options.get("item_timeout_s") or os.environ.get("CLUTCH_ITEM_TIMEOUT_S", 300))
+
+    # --- streaming, coalesced -----------------------------------------------------------
+
+    def _delta(self, position: int, kind: str, text: str) -> None:
+        if kind != "text" or not text:
+            return
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+        self.buffer[position] = self.buffer.get(position, "") + text
+        self.buffered += len(text)
+        if self.on_delta:
+            self.on_delta(text)
+
+    async def _flush(self) -> None:
+        if not self.buffer:
+            return
+        chunks, self.buffer, self.buffered = self.buffer, {}, 0
+        await db(log.trip_event)(self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()})
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            await self._flush()
+
+    async def _watch(self, main: asyncio.Task) -> None:
+        """Heartbeat, and cancel the trip's calls when someone cancels the trip."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            status = await db(lambda: Trip.objects.filter(pk=self.trip.pk).values_list("status", flat=True).first())()
+            if status != TripStatus.RUNNING:
+                main.cancel()
+                return
+            await db(log.trip_heartbeat)(self.trip.pk)
+
+    # --- one call -----------------------------------------------------------------------
+
+    async def _call(self, gear: GearSpec, prompt: str, position: int, gas: Gas) -> Antwort:
+        anfrage = Anfrage(
+            gear=gear, messages=({"role": "user", "content": prompt},), gas=gas,
+            system=gas.system_prompt, language=self.strecke.language, simulated=gear.simulated,
+        )
+        on_delta = lambda kind, text: self._delta(position, kind, text)  # noqa: E731
+        if self.handler is None:
+            return await registry.call(anfrage, on_delta, pruefstand=self.pruefstand)
+        return await self._call_handler(anfrage, on_delta)
+
+    async def _call_handler(self, anfrage: Anfrage, on_delta) -> Antwort:
+        started = time.perf_counter()
+        config = {"gear": anfrage.gear.name, "model_id": anfrage.gear.model_id, "gas": anfrage.gas.as_dict(),
+                  "system": anfrage.system}
+        result = await db(self.handler, thread_sensitive=False)(anfrage.prompt_text, config)
+        if isinstance(result, dict):
+            text = str(result.get("output", ""))
+            usage = Usage(**{k: int(v) for k, v in (result.get("usage") or {}).items() if k in Usage.__dataclass_fields__})
+        else:
+            text, usage = str(result), Usage()
+        if not usage.input_tokens:
+            usage.input_tokens = max(1, len(anfrage.prompt_text) // 4)
+        if not usage.output_tokens:
+            usage.output_tokens = max(1, len(text) // 4)
+        on_delta("text", text)
+        latency = int((time.perf_counter() - started) * 1000)
+        g = anfrage.gear
+        return Antwort(text=text, usage=usage, latency_ms=latency, ttft_ms=latency,
+                       cost_usd=g.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens))
+
+    # --- one leg: retries, failover, budget, breakers ----------------------------------
+
+    async def _leg(self, plan: LegPlan, prompt: str, phase: int) -> str:
+        self.position += 1
+        position = self.position
+        gear = self.gear
+        gear_row = await db(Gear.objects.filter(name=gear.name).first)()
+        leg = await db(log.leg_start)(
+            trip_id=self.trip.pk, position=position, phase=phase, role=plan.role, title=plan.title,
+            gear=gear_row, throttle=self.gas.wert, prompt=prompt, simulated=gear.simulated,
+        )
+        attempts: list[dict] = []
+        tried: list[GearSpec] = []
+        candidates = [gear]
+        last_error = MotorError(ErrorKind.UNAVAILABLE, "no gear could take the call")
+        while candidates:
+            gear = candidates.pop(0)
+            if tried:
+                self.totals.failovers += 1
+                await db(log.trip_event)(self.trip.pk, "failover", leg=position, to=gear.name,
+                                         reason=last_error.message)
+            tried.append(gear)
+            gear_row = await db(Gear.objects.select_related("provider").filter(name=gear.name).first)()
+            gas = self.gas if gear.name == self.gear.name else gas_geben(gear, self.gas.wert, language=self.strecke.language)
+            outcome = await self._try_gear(gear, gear_row, gas, prompt, position, leg, attempts)
+            if isinstance(outcome, Antwort):
+                await db(self._leg_done)(leg, gear_row, outcome, attempts)
+                self.totals.add(outcome)
+                return outcome.text
+            last_error = outcome
+            if outcome.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.BUDGET, ErrorKind.CANCELLED):
+                break
+            if not candidates and len(tried) < 4:
+                excluded = {g.name for g in tried}
+                chain = failover_chain(self.gear, self.strecke, self.lage, limit=4,
+                                       larger_window=outcome.kind == ErrorKind.CONTEXT_TOO_LONG)
+                candidates = [g for g in chain if g.name not in excluded][:1]
+        await db(self._leg_failed)(leg, last_error, attempts)
+        raise LegFailed(last_error)
+
+    async def _try_gear(self, gear: GearSpec, gear_row: Gear | None, gas: Gas, prompt: str,
+                        position: int, leg: Leg, attempts: list[dict]) -> Antwort | MotorError:
+        if gear_row is not None and not await db(bordcomputer.acquire)(gear_row):
+            error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
+            attempts.append({"gear": gear.name, "outcome": "skipped", "error": error.as_dict(), "latency_ms": 0})
+            return error
+        for attempt in range(MAX_RETRIES + 1):
+            worst = gear.cost(max(1, len(prompt) // 3) + 100, gas.max_output_tokens + (gas.thinking_budget or 0))
+            try:
+                entry = await db(tankuhr.reserve)(amount=worst, gear=gear_row, trip=self.trip, leg=leg)
+            except tankuhr.BudgetRefused as exc:
+                error = MotorError(ErrorKind.BUDGET, f"Tankuhr refused the call: {exc}")
+                attempts.append({"gear": gear.name, "outcome": "refused", "error": error.as_dict(), "latency_ms": 0})
+                return error
+            started = time.perf_counter()
+            try:
+                antwort = await self._call(gear, prompt, position, gas)
+            except MotorError as error:
+                await db(tankuhr.settle)(entry, actual=Decimal(0))
+                attempts.append({"gear": gear.name, "outcome": "error", "error": error.as_dict(),
+                                 "latency_ms": int((time.perf_counter() - started) * 1000)})
+                await db(self._feed_failure)(gear_row, error)
+                if error.retryable and attempt < MAX_RETRIES:
+                    self.totals.retries += 1
+                    await asyncio.sleep(self._backoff(attempt, error))
+                    continue
+                return error
+            except asyncio.CancelledError:
+                await db(tankuhr.settle)(entry, actual=Decimal(0))
+                attempts.append({"gear": gear.name, "outcome": "cancelled", "latency_ms": int((time.perf_counter() - started) * 1000)})
+                raise
+            await db(tankuhr.settle)(entry, actual=antwort.cost_usd)
+            attempts.append({"gear": gear.name, "outcome": "ok", "latency_ms": antwort.latency_ms})
+            if gear_row is not None:
+                await db(bordcomputer.record_success)(gear_row)
+                if gear_row.provider.misconfigured:
+                    await db(Provider.objects.filter(pk=gear_row.provider_id).update)(misconfigured="")
+            return antwort
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _backoff(attempt: int, error: MotorError) -> float:
+        if error.retry_after is not None:
+            return min(error.retry_after, RETRY_AFTER_CAP_S)
+        base = RETRY_BASE_S * (2 ** attempt)
+        return base + random.uniform(0, base)
+
+    @staticmethod
+    def _feed_failure(gear_row: Gear | None, error: MotorError) -> None:
+        if gear_row is None or error.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.CONTEXT_TOO_LONG):
+            return
+        credentials = error.kind == ErrorKind.CREDENTIALS
+        bordcomputer.record_failure(gear_row, error.message, force_open=credentials)
+        if credentials:
+            Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured=error.message[:300])
+
+    @staticmethod
+    def _leg_done(leg: Leg, gear_row: Gear | None, antwort: Antwort, attempts: list[dict]) -> None:
+        from django.utils import timezone
+
+        u = antwort.usage
+        leg.gear, leg.gear_name = gear_row, gear_row.name if gear_row else leg.gear_name
+        leg.status, leg.output, leg.attempts = LegStatus.SUCCEEDED, antwort.text, attempts
+        leg.input_tokens, leg.output_tokens = u.input_tokens, u.output_tokens
+        leg.cached_tokens, leg.thinking_tokens = u.cached_tokens, u.thinking_tokens
+        leg.cost_usd, leg.latency_ms, leg.ttft_ms = antwort.cost_usd, antwort.latency_ms, antwort.ttft_ms
+        leg.simulated, leg.finished_at = antwort.simulated, timezone.now()
+        leg.save()
+        log.trip_event(leg.trip_id, "leg", position=leg.position, status=leg.status, gear=leg.gear_name,
+                       title=leg.title, cost_usd=str(leg.cost_usd), latency_ms=leg.latency_ms)
+
+    @staticmethod
+    def _leg_failed(leg: Leg, error: MotorError, attempts: list[dict]) -> None:
+        from django.utils import timezone
+
+        leg.status = LegStatus.CANCELLED if error.kind == ErrorKind.CANCELLED else LegStatus.FAILED
+        leg.error, leg.error_kind, leg.attempts = error.message, error.kind, attempts
+        leg.finished_at = timezone.now()
+        leg.save(update_fields=["status", "error", "error_kind", "attempts", "finished_at"])
+        log.trip_event(leg.trip_id, "leg", position=leg.position, status=leg.status, gear=leg.gear_name,
+                       title=leg.title, error=error.message)
+
+    # --- phases -------------------------------------------------------------------------
+
+    async def _phase(self, number: int, phase: Phase, previous: list[str]) -> list[str]:
+        gate = asyncio.Semaphore(max(1, self.concurrency))
+        total = len(phase.legs)
+        done = 0
+
+        async def one(plan: LegPlan) -> str | None:
+            nonlocal done
+            async with gate:
+                try:
+                    if plan.role == "item":
+                        return await asyncio.wait_for(self._leg(plan, plan.prompt(previous), number), self.item_timeout_s)
+                    return await self._leg(plan, plan.prompt(previous), number)
+                except LegFailed:
+                    if not phase.partial_ok:
+                        raise
+                    return None
+                except TimeoutError:
+                    await db(self._item_timed_out)(plan)
+                    return None
+                finally:
+                    done += 1
+                    if total > 1:
+                        await db(log.trip_event)(self.trip.pk, "progress", phase=number, done=done, total=total)
+
+        results = await asyncio.gather(*(one(p) for p in phase.legs))
+        good = [r for r in results if r is not None]
+        if not good:
+            raise LegFailed(MotorError(ErrorKind.RETRYABLE, f"every leg of phase {number + 1} failed"))
+        if phase.aggregate:
+            return [phase.aggregate(list(zip(phase.legs, results, strict=True)))]
+        return good
+
+    def _item_timed_out(self, plan: LegPlan) -> None:
+        from django.utils import timezone
+
+        leg = Leg.objects.filter(trip_id=self.trip.pk, title=plan.title[:200], status=LegStatus.RUNNING).order_by("-id").first()
+        if leg is not None:
+            leg.status, leg.error_kind = LegStatus.FAILED, "timeout"
+            leg.error = f"item timed out after {self.item_timeout_s:g} s"
+            leg.finished_at = timezone.now()
+            leg.save(update_fields=["status", "error", "error_kind", "finished_at"])
+
+    async def _drive(self, phases: list[Phase]) -> str:
+        outputs: list[str] = []
+        for number, phase in enumerate(phases):
+            outputs = await self._phase(number, phase, outputs)
+        return outputs[-1] if len(outputs) == 1 else "\n\n".join(outputs)
+
+    async def run(self, phases: list[Phase]) -> tuple[str, dict]:
+        """Drive all phases; returns (final status, trip fields)."""
+        main = asyncio.ensure_future(self._drive(phases))
+        watcher = asyncio.ensure_future(self._watch(main))
+        flusher = asyncio.ensure_future(self._flusher())
+        status, output, error, kind = TripStatus.SUCCEEDED, "", "", ""
+        try:
+            output = await main
+        except LegFailed as exc:
+            status, error, kind = TripStatus.FAILED, exc.error.message, exc.error.kind
+            if exc.error.kind == ErrorKind.BUDGET:
+                status = TripStatus.REFUSED
+        except asyncio.CancelledError:
+            status, error, kind = TripStatus.CANCELLED, "cancelled while running", "cancelled"
+        finally:
+            watcher.cancel()
+            flusher.cancel()
+            await asyncio.gather(watcher, flusher, return_exceptions=True)
+            await self._flush()
+        t = self.totals
+        latency = int((time.perf_counter() - self.started) * 1000)
+        fields = {
+            "output": output,
+            "error": error,
+            "error_kind": kind,
+            "input_tokens": t.usage.input_tokens,
+            "output_tokens": t.usage.output_tokens,
+            "cached_tokens": t.usage.cached_tokens,
+            "thinking_tokens": t.usage.thinking_tokens,
+            "cost_usd": t.cost,
+            "latency_ms": latency,
+            "ttft_ms": None if self.first_token is None else int((self.first_token - self.started) * 1000),
+            "retries": t.retries,
+            "failovers": t.failovers,
+            "simulated": t.simulated or self.trip.simulated,
+        }
+        return status, fields

@@ -1,0 +1,158 @@
+"""Getriebe: the gearbox as the engine sees it, loaded from the tables.
+
+Builds the plain ``Lage`` the Kupplung decides on: gears and roads as dataclasses, which gears
+are unavailable and why, open breakers, the fuel, learned policies and ε.
+"""
+
+import os
+import shutil
+from functools import cache
+
+from garage.engine.kupplung import Lage, Policy
+from garage.engine.types import GearSpec, RoadSpec
+from garage.models import FitnessCriteria, Gear, Provider, ProviderKind, Road
+
+CLOUD_KINDS = frozenset({ProviderKind.ANTHROPIC, ProviderKind.GEMINI, ProviderKind.OPENAI})
+LOCAL_SERVER_KINDS = frozenset({ProviderKind.OLLAMA})
+
+
+def drivers() -> frozenset[str]:
+    """Provider kinds this installation can call."""
+    from garage.motorblock import registry
+
+    return registry.available_kinds()
+
+
+def pruefstand_stands_in(providers: list[Provider] | None = None) -> bool:
+    """True when the Prüfstand simulates the cloud gears.
+
+    CLUTCH_PRUEFSTAND=1 forces it, =0 forbids it; unset, it stands in when no cloud provider
+    has credentials, so a fresh install can drive (labelled simulated) before keys are set.
+    """
+    forced = os.environ.get("CLUTCH_PRUEFSTAND", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if providers is None:
+        providers = list(Provider.objects.filter(kind__in=CLOUD_KINDS, enabled=True))
+    return not any(p.has_credentials for p in providers if p.kind in CLOUD_KINDS and p.enabled)
+
+
+@cache
+def _claude_binary_present(binary: str) -> bool:
+    return shutil.which(binary) is not None
+
+
+def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) -> str:
+    if not provider.enabled:
+        return f"provider {provider.name} is disabled in the admin"
+    if provider.kind in CLOUD_KINDS and stand_in:
+        return ""
+    if provider.kind not in kinds:
+        return f"no driver for {provider.get_kind_display()} in this installation"
+    if provider.misconfigured:
+        return f"credentials rejected: {provider.misconfigured}"
+    if not provider.has_credentials:
+        return f"no key: set {' or '.join(provider.api_key_env)}"
+    if provider.kind in LOCAL_SERVER_KINDS and provider.probe_ok is not True:
+        where = provider.base_url or "its base URL"
+        return f"not reachable at {where} ({provider.probe_detail or 'not checked yet'})"
+    if provider.kind == ProviderKind.CLAUDE_CODE:
+        binary = os.environ.get("CLAUDE_CODE_BIN", "claude")
+        if not _claude_binary_present(binary):
+            return f"the {binary!r} executable is not on PATH (set CLAUDE_CODE_BIN)"
+    return ""
+
+
+def gear_spec(gear: Gear, *, simulated: bool = False) -> GearSpec:
+    return GearSpec(
+        name=gear.name,
+        provider=gear.provider.name,
+        provider_kind=gear.provider.kind,
+        model_id=gear.model_id,
+        tier=gear.tier,
+        input_price=gear.input_price,
+        output_price=gear.output_price,
+        cached_input_price=gear.cached_input_price,
+        thinking_price=gear.thinking_price,
+        context_window=gear.context_window,
+        max_output_tokens=gear.max_output_tokens,
+        reasoning=gear.reasoning,
+        label=gear.label,
+        enabled=gear.enabled,
+        simulated=simulated or gear.provider.kind == ProviderKind.PRUEFSTAND,
+    )
+
+
+def road_spec(road: Road) -> RoadSpec:
+    return RoadSpec(
+        slug=road.slug,
+        label=road.label,
+        difficulty=road.difficulty,
+        default_gear=road.default_gear.name,
+        throttle=road.throttle,
+        pattern=road.pattern,
+        signals_en=tuple(road.signals_en),
+        signals_de=tuple(road.signals_de),
+        is_fallback=road.is_fallback,
+        order=road.order,
+    )
+
+
+def load_roads() -> list[RoadSpec]:
+    return [road_spec(r) for r in Road.objects.select_related("default_gear").order_by("order", "slug")]
+
+
+def load_gearbox() -> tuple[list[GearSpec], list[GearSpec], dict[str, str]]:
+    """(routable gears, gears only by name, unavailable gear → why) for enabled gears."""
+    gears = list(Gear.objects.filter(enabled=True).select_related("provider").order_by("tier", "name"))
+    providers = {g.provider.pk: g.provider for g in gears}
+    stand_in = pruefstand_stands_in(list(providers.values()))
+    kinds = drivers()
+    routable, by_name, unavailable = [], [], {}
+    for gear in gears:
+        simulated = stand_in and gear.provider.kind in CLOUD_KINDS
+        spec = gear_spec(gear, simulated=simulated)
+        if gear.provider.kind == ProviderKind.PRUEFSTAND:
+            by_name.append(spec)
+        else:
+            routable.append(spec)
+        why = _why_unavailable(gear.provider, stand_in, kinds)
+        if why:
+            unavailable[gear.name] = why
+    return routable, by_name, unavailable
+
+
+def current_epsilon(criteria: FitnessCriteria) -> float:
+    from fahrtenbuch.models import TrainingRun
+
+    last = TrainingRun.objects.order_by("-id").values_list("epsilon_after", flat=True).first()
+    return criteria.epsilon_start if last is None else last
+
+
+def load_policies() -> dict[str, Policy]:
+    from fahrtenbuch.models import RoutingPolicy
+
+    return {
+        p.road.slug: Policy(gear=p.gear.name, throttle=p.throttle, pattern=p.pattern, samples=p.samples)
+        for p in RoutingPolicy.objects.select_related("road", "gear")
+    }
+
+
+def load_lage(*, roads: list[RoadSpec] | None = None) -> Lage:
+    from garage import bordcomputer, tankuhr
+
+    criteria = FitnessCriteria.objects.first() or FitnessCriteria()
+    routable, by_name, unavailable = load_gearbox()
+    roads = roads if roads is not None else load_roads()
+    return Lage(
+        gears=tuple(routable),
+        roads={r.slug: r for r in roads},
+        fuel=tankuhr.fuel(),
+        open_breakers=bordcomputer.open_breakers(),
+        unavailable=unavailable,
+        policies=load_policies(),
+        min_samples=criteria.min_samples,
+        epsilon=current_epsilon(criteria),
+        extra_gears=tuple(by_name),
+    )
+

@@ -1,0 +1,1 @@
+"""MotorBlock: the one call layer for all providers (one module per provider)."""

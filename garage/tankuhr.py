@@ -1,0 +1,135 @@
+"""Tankuhr: the spend ledger. Reserve before a call, settle or release after it.
+
+Reservations are checked against the daily and monthly limits inside one transaction that
+first locks the budget row (PostgreSQL) or takes SQLite's write lock (IMMEDIATE), so
+concurrent trips are serialised at this one point and can never overshoot a limit together.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from fahrtenbuch.models import SpendDay, SpendEntry, SpendState
+from garage.engine.tankuhr import Fuel, ZoneRules
+from garage.models import Budget
+
+ZERO = Decimal(0)
+
+
+class BudgetRefused(Exception):
+    """A reservation that would overshoot a limit; the message says which and by how much."""
+
+
+def budget() -> Budget:
+    found = Budget.objects.filter(name="default").first()
+    if found is None:
+        raise Budget.DoesNotExist(
+            "No budget row: run `manage.py clutch_setup` (make run does) to import the defaults."
+        )
+    return found
+
+
+def zone_rules(b: Budget) -> ZoneRules:
+    return ZoneRules(
+        yellow_from=b.yellow_from,
+        orange_from=b.orange_from,
+        red_from=b.red_from,
+        max_tier=(b.green_max_tier, b.yellow_max_tier, b.orange_max_tier, b.red_max_tier),
+    )
+
+
+def local_today(b: Budget, now: datetime | None = None) -> date:
+    return (now or timezone.now()).astimezone(ZoneInfo(b.timezone)).date()
+
+
+def _spent(today: date) -> tuple[Decimal, Decimal]:
+    """(today's committed spend, this month's) from the per-day rollup: at most 31 rows."""
+    rows = SpendDay.objects.filter(day__gte=today.replace(day=1), day__lte=today)
+    month = ZERO
+    day = ZERO
+    for row_day, committed in rows.values_list("day", "committed_usd"):
+        month += committed
+        if row_day == today:
+            day = committed
+    return day, month
+
+
+def fuel(now: datetime | None = None) -> Fuel:
+    b = budget()
+    day, month = _spent(local_today(b, now))
+    return Fuel(day, b.daily_limit_usd, month, b.monthly_limit_usd, zone_rules(b))
+
+
+def _lock_budget() -> Budget:
+    # On PostgreSQL this row lock serialises every reservation; on SQLite the IMMEDIATE
+    # transaction already holds the database's write lock and FOR UPDATE is ignored.
+    return Budget.objects.select_for_update().get(name="default")
+
+
+def reserve(*, amount: Decimal, gear=None, trip=None, leg=None, now: datetime | None = None) -> SpendEntry:
+    """Hold ``amount`` USD before a call; raises BudgetRefused if a limit would be overshot."""
+    if amount < 0:
+        raise ValueError("a reservation cannot be negative")
+    with transaction.atomic():
+        b = _lock_budget()
+        today = local_today(b, now)
+        day, month = _spent(today)
+        if day + amount > b.daily_limit_usd:
+            raise BudgetRefused(
+                f"daily limit {b.daily_limit_usd} USD would be exceeded: {day:.4f} USD committed "
+                f"today, this call may cost up to {amount:.4f} USD"
+            )
+        if month + amount > b.monthly_limit_usd:
+            raise BudgetRefused(
+                f"monthly limit {b.monthly_limit_usd} USD would be exceeded: {month:.4f} USD "
+                f"committed this month, this call may cost up to {amount:.4f} USD"
+            )
+        entry = SpendEntry.objects.create(
+            trip=trip, leg=leg, gear=gear, local_day=today, reserved_usd=amount
+        )
+        _add(today, committed=amount)
+        return entry
+
+
+def _add(day: date, *, committed: Decimal = ZERO, settled: Decimal = ZERO) -> None:
+    updated = SpendDay.objects.filter(day=day).update(
+        committed_usd=F("committed_usd") + committed, settled_usd=F("settled_usd") + settled
+    )
+    if not updated:
+        SpendDay.objects.create(day=day, committed_usd=committed, settled_usd=settled)
+
+
+def settle(entry: SpendEntry, *, actual: Decimal) -> None:
+    """Replace the held amount by what the call really cost."""
+    with transaction.atomic():
+        _lock_budget()
+        claimed = SpendEntry.objects.filter(pk=entry.pk, state=SpendState.HELD).update(
+            state=SpendState.SETTLED, actual_usd=actual, settled_at=timezone.now()
+        )
+        if claimed:
+            _add(entry.local_day, committed=actual - entry.reserved_usd, settled=actual)
+    entry.state, entry.actual_usd = SpendState.SETTLED, actual
+
+
+def release(entry: SpendEntry) -> None:
+    """Give a reservation back when the call spent nothing (refused before it ran)."""
+    with transaction.atomic():
+        _lock_budget()
+        claimed = SpendEntry.objects.filter(pk=entry.pk, state=SpendState.HELD).update(
+            state=SpendState.RELEASED, actual_usd=ZERO, settled_at=timezone.now()
+        )
+        if claimed:
+            _add(entry.local_day, committed=-entry.reserved_usd)
+    entry.state = SpendState.RELEASED
+
+
+def ledger_totals(day: date) -> Decimal:
+    """The day's committed spend recomputed from the ledger itself (checks the rollup)."""
+    rows = SpendEntry.objects.filter(local_day=day)
+    held = rows.filter(state=SpendState.HELD).aggregate(s=Sum("reserved_usd"))["s"] or ZERO
+    settled = rows.filter(state=SpendState.SETTLED).aggregate(s=Sum("actual_usd"))["s"] or ZERO
+    return held + settled
