@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 from django.utils.html import format_html
 
 from garage.models import Budget, FitnessCriteria, Gear, Provider, Road
@@ -72,6 +73,7 @@ class GearAdmin(admin.ModelAdmin):
     list_filter = ("tier", "provider", "enabled", "reasoning")
     search_fields = ("name", "label", "model_id")
     list_select_related = ("provider",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Road)

@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 
 from fahrtenbuch import services as log
 from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
-from garage import bordcomputer, tankuhr
+from garage import bordcomputer, getriebe, tankuhr
 from garage.engine.gas import Gas, gas_geben
 from garage.engine.kupplung import Lage, failover_chain
 from garage.engine.types import GearSpec, Strecke
@@ -66,42 +66,79 @@ def plan_phases(task: str, pattern: str, strecke: Strecke, options: dict) -> lis
         steps = _items(strecke, options, "steps") or [task]
         phases, count = [], len(steps)
         for i, step in enumerate(steps):
+
             def prompt(prev: list[str], i=i, step=step, n=count) -> str:
                 before = f"\n\nResult of the previous step:\n{prev[0]}" if prev else ""
                 return f"{task}\n\nStep {i + 1} of {n}: {step}{before}"
+
             phases.append(Phase([LegPlan("step", step, prompt)]))
         return phases
     if pattern in ("team", "hybrid"):
         members = _items(strecke, options, "members") or DEFAULT_MEMBERS["de" if de else "en"]
         team = Phase(
-            [LegPlan("member", m, lambda prev, m=m: (
-                f"You are the {m} specialist in a team working on this task:\n\n{task}\n\n"
-                f"Contribute your part: {m}."
-            )) for m in members],
+            [
+                LegPlan(
+                    "member",
+                    m,
+                    lambda prev, m=m: (
+                        f"You are the {m} specialist in a team working on this task:\n\n{task}\n\n"
+                        f"Contribute your part: {m}."
+                    ),
+                )
+                for m in members
+            ],
             partial_ok=True,
         )
-        merge = Phase([LegPlan("merge", "merge", lambda prev: (
-            f"Merge the team's contributions into one coherent answer to the task:\n\n{task}\n\n"
-            + "\n\n".join(f"--- contribution {i + 1} ---\n{p}" for i, p in enumerate(prev))
-        ))])
+        merge = Phase(
+            [
+                LegPlan(
+                    "merge",
+                    "merge",
+                    lambda prev: (
+                        f"Merge the team's contributions into one coherent answer to the task:\n\n{task}\n\n"
+                        + "\n\n".join(
+                            f"--- contribution {i + 1} ---\n{p}" for i, p in enumerate(prev)
+                        )
+                    ),
+                )
+            ]
+        )
         if pattern == "team":
             return [team, merge]
-        finish = Phase([LegPlan("step", "finish", lambda prev: (
-            f"Review and finish this result for the task below; fix gaps and inconsistencies.\n\n"
-            f"Task:\n{task}\n\nResult:\n{prev[0] if prev else ''}"
-        ))])
+        finish = Phase(
+            [
+                LegPlan(
+                    "step",
+                    "finish",
+                    lambda prev: (
+                        f"Review and finish this result for the task below; fix gaps and inconsistencies.\n\n"
+                        f"Task:\n{task}\n\nResult:\n{prev[0] if prev else ''}"
+                    ),
+                )
+            ]
+        )
         return [team, merge, finish]
     if pattern == "swarm":
         items = _items(strecke, options, "items") or [task]
-        return [Phase(
-            [LegPlan("item", item, lambda prev, item=item: (
-                f"{task}\n\nDo this for exactly one item and answer only for it: {item}"
-            )) for item in items],
-            partial_ok=True,
-            aggregate=lambda results: "\n\n".join(
-                f"## {plan.title}\n{text if text is not None else '(failed)'}" for plan, text in results
-            ),
-        )]
+        return [
+            Phase(
+                [
+                    LegPlan(
+                        "item",
+                        item,
+                        lambda prev, item=item: (
+                            f"{task}\n\nDo this for exactly one item and answer only for it: {item}"
+                        ),
+                    )
+                    for item in items
+                ],
+                partial_ok=True,
+                aggregate=lambda results: "\n\n".join(
+                    f"## {plan.title}\n{text if text is not None else '(failed)'}"
+                    for plan, text in results
+                ),
+            )
+        ]
     return [Phase([LegPlan("single", "", lambda prev: task)])]
 
 
@@ -136,9 +173,18 @@ Handler = Callable[[str, dict], object]
 class Fahrt:
     """Drives one claimed trip to its end."""
 
-    def __init__(self, trip: Trip, *, gear: GearSpec, lage: Lage, strecke: Strecke,
-                 gas: Gas, handler: Handler | None = None, pruefstand: Pruefstand | None = None,
-                 on_delta: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        trip: Trip,
+        *,
+        gear: GearSpec,
+        lage: Lage,
+        strecke: Strecke,
+        gas: Gas,
+        handler: Handler | None = None,
+        pruefstand: Pruefstand | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> None:
         self.trip, self.gear, self.lage, self.strecke, self.gas = trip, gear, lage, strecke, gas
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
         self.totals = Totals()
@@ -148,8 +194,12 @@ class Fahrt:
         self.started = time.perf_counter()
         self.first_token: float | None = None
         options = trip.options or {}
-        self.concurrency = int(options.get("concurrency") or os.environ.get("CLUTCH_SWARM_CONCURRENCY", 8))
-        self.item_timeout_s = float(options.get("item_timeout_s") or os.environ.get("CLUTCH_ITEM_TIMEOUT_S", 300))
+        self.concurrency = int(
+            options.get("concurrency") or os.environ.get("CLUTCH_SWARM_CONCURRENCY", 8)
+        )
+        self.item_timeout_s = float(
+            options.get("item_timeout_s") or os.environ.get("CLUTCH_ITEM_TIMEOUT_S", 300)
+        )
 
     # --- streaming, coalesced -----------------------------------------------------------
 
@@ -167,7 +217,9 @@ class Fahrt:
         if not self.buffer:
             return
         chunks, self.buffer, self.buffered = self.buffer, {}, 0
-        await db(log.trip_event)(self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()})
+        await db(log.trip_event)(
+            self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()}
+        )
 
     async def _flusher(self) -> None:
         while True:
@@ -178,7 +230,11 @@ class Fahrt:
         """Heartbeat, and cancel the trip's calls when someone cancels the trip."""
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
-            status = await db(lambda: Trip.objects.filter(pk=self.trip.pk).values_list("status", flat=True).first())()
+            status = await db(
+                lambda: (
+                    Trip.objects.filter(pk=self.trip.pk).values_list("status", flat=True).first()
+                )
+            )()
             if status != TripStatus.RUNNING:
                 main.cancel()
                 return
@@ -186,10 +242,20 @@ class Fahrt:
 
     # --- one call -----------------------------------------------------------------------
 
-    async def _call(self, gear: GearSpec, prompt: str, position: int, gas: Gas) -> Antwort:
+    async def _call(
+        self, gear: GearSpec, gear_row: Gear | None, prompt: str, position: int, gas: Gas
+    ) -> Antwort:
+        provider = None
+        if gear_row is not None and not gear.simulated:
+            provider = await db(getriebe.provider_config)(gear_row.provider)
         anfrage = Anfrage(
-            gear=gear, messages=({"role": "user", "content": prompt},), gas=gas,
-            system=gas.system_prompt, language=self.strecke.language, simulated=gear.simulated,
+            gear=gear,
+            messages=({"role": "user", "content": prompt},),
+            gas=gas,
+            system=gas.system_prompt,
+            language=self.strecke.language,
+            simulated=gear.simulated,
+            provider=provider,
         )
         on_delta = lambda kind, text: self._delta(position, kind, text)  # noqa: E731
         if self.handler is None:
@@ -198,12 +264,22 @@ class Fahrt:
 
     async def _call_handler(self, anfrage: Anfrage, on_delta) -> Antwort:
         started = time.perf_counter()
-        config = {"gear": anfrage.gear.name, "model_id": anfrage.gear.model_id, "gas": anfrage.gas.as_dict(),
-                  "system": anfrage.system}
+        config = {
+            "gear": anfrage.gear.name,
+            "model_id": anfrage.gear.model_id,
+            "gas": anfrage.gas.as_dict(),
+            "system": anfrage.system,
+        }
         result = await db(self.handler, thread_sensitive=False)(anfrage.prompt_text, config)
         if isinstance(result, dict):
             text = str(result.get("output", ""))
-            usage = Usage(**{k: int(v) for k, v in (result.get("usage") or {}).items() if k in Usage.__dataclass_fields__})
+            usage = Usage(
+                **{
+                    k: int(v)
+                    for k, v in (result.get("usage") or {}).items()
+                    if k in Usage.__dataclass_fields__
+                }
+            )
         else:
             text, usage = str(result), Usage()
         if not usage.input_tokens:
@@ -213,8 +289,15 @@ class Fahrt:
         on_delta("text", text)
         latency = int((time.perf_counter() - started) * 1000)
         g = anfrage.gear
-        return Antwort(text=text, usage=usage, latency_ms=latency, ttft_ms=latency,
-                       cost_usd=g.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens))
+        return Antwort(
+            text=text,
+            usage=usage,
+            latency_ms=latency,
+            ttft_ms=latency,
+            cost_usd=g.cost(
+                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens
+            ),
+        )
 
     # --- one leg: retries, failover, budget, breakers ----------------------------------
 
@@ -224,8 +307,15 @@ class Fahrt:
         gear = self.gear
         gear_row = await db(Gear.objects.filter(name=gear.name).first)()
         leg = await db(log.leg_start)(
-            trip_id=self.trip.pk, position=position, phase=phase, role=plan.role, title=plan.title,
-            gear=gear_row, throttle=self.gas.wert, prompt=prompt, simulated=gear.simulated,
+            trip_id=self.trip.pk,
+            position=position,
+            phase=phase,
+            role=plan.role,
+            title=plan.title,
+            gear=gear_row,
+            throttle=self.gas.wert,
+            prompt=prompt,
+            simulated=gear.simulated,
         )
         attempts: list[dict] = []
         tried: list[GearSpec] = []
@@ -235,11 +325,18 @@ class Fahrt:
             gear = candidates.pop(0)
             if tried:
                 self.totals.failovers += 1
-                await db(log.trip_event)(self.trip.pk, "failover", leg=position, to=gear.name,
-                                         reason=last_error.message)
+                await db(log.trip_event)(
+                    self.trip.pk, "failover", leg=position, to=gear.name, reason=last_error.message
+                )
             tried.append(gear)
-            gear_row = await db(Gear.objects.select_related("provider").filter(name=gear.name).first)()
-            gas = self.gas if gear.name == self.gear.name else gas_geben(gear, self.gas.wert, language=self.strecke.language)
+            gear_row = await db(
+                Gear.objects.select_related("provider").filter(name=gear.name).first
+            )()
+            gas = (
+                self.gas
+                if gear.name == self.gear.name
+                else gas_geben(gear, self.gas.wert, language=self.strecke.language)
+            )
             outcome = await self._try_gear(gear, gear_row, gas, prompt, position, leg, attempts)
             if isinstance(outcome, Antwort):
                 await db(self._leg_done)(leg, gear_row, outcome, attempts)
@@ -250,33 +347,65 @@ class Fahrt:
                 break
             if not candidates and len(tried) < 4:
                 excluded = {g.name for g in tried}
-                chain = failover_chain(self.gear, self.strecke, self.lage, limit=4,
-                                       larger_window=outcome.kind == ErrorKind.CONTEXT_TOO_LONG)
+                chain = failover_chain(
+                    self.gear,
+                    self.strecke,
+                    self.lage,
+                    limit=4,
+                    larger_window=outcome.kind == ErrorKind.CONTEXT_TOO_LONG,
+                )
                 candidates = [g for g in chain if g.name not in excluded][:1]
         await db(self._leg_failed)(leg, last_error, attempts)
         raise LegFailed(last_error)
 
-    async def _try_gear(self, gear: GearSpec, gear_row: Gear | None, gas: Gas, prompt: str,
-                        position: int, leg: Leg, attempts: list[dict]) -> Antwort | MotorError:
+    async def _try_gear(
+        self,
+        gear: GearSpec,
+        gear_row: Gear | None,
+        gas: Gas,
+        prompt: str,
+        position: int,
+        leg: Leg,
+        attempts: list[dict],
+    ) -> Antwort | MotorError:
         if gear_row is not None and not await db(bordcomputer.acquire)(gear_row):
             error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
-            attempts.append({"gear": gear.name, "outcome": "skipped", "error": error.as_dict(), "latency_ms": 0})
+            attempts.append(
+                {"gear": gear.name, "outcome": "skipped", "error": error.as_dict(), "latency_ms": 0}
+            )
             return error
         for attempt in range(MAX_RETRIES + 1):
-            worst = gear.cost(max(1, len(prompt) // 3) + 100, gas.max_output_tokens + (gas.thinking_budget or 0))
+            worst = gear.cost(
+                max(1, len(prompt) // 3) + 100, gas.max_output_tokens + (gas.thinking_budget or 0)
+            )
             try:
-                entry = await db(tankuhr.reserve)(amount=worst, gear=gear_row, trip=self.trip, leg=leg)
+                entry = await db(tankuhr.reserve)(
+                    amount=worst, gear=gear_row, trip=self.trip, leg=leg
+                )
             except tankuhr.BudgetRefused as exc:
                 error = MotorError(ErrorKind.BUDGET, f"Tankuhr refused the call: {exc}")
-                attempts.append({"gear": gear.name, "outcome": "refused", "error": error.as_dict(), "latency_ms": 0})
+                attempts.append(
+                    {
+                        "gear": gear.name,
+                        "outcome": "refused",
+                        "error": error.as_dict(),
+                        "latency_ms": 0,
+                    }
+                )
                 return error
             started = time.perf_counter()
             try:
-                antwort = await self._call(gear, prompt, position, gas)
+                antwort = await self._call(gear, gear_row, prompt, position, gas)
             except MotorError as error:
                 await db(tankuhr.settle)(entry, actual=Decimal(0))
-                attempts.append({"gear": gear.name, "outcome": "error", "error": error.as_dict(),
-                                 "latency_ms": int((time.perf_counter() - started) * 1000)})
+                attempts.append(
+                    {
+                        "gear": gear.name,
+                        "outcome": "error",
+                        "error": error.as_dict(),
+                        "latency_ms": int((time.perf_counter() - started) * 1000),
+                    }
+                )
                 await db(self._feed_failure)(gear_row, error)
                 if error.retryable and attempt < MAX_RETRIES:
                     self.totals.retries += 1
@@ -285,14 +414,22 @@ class Fahrt:
                 return error
             except asyncio.CancelledError:
                 await db(tankuhr.settle)(entry, actual=Decimal(0))
-                attempts.append({"gear": gear.name, "outcome": "cancelled", "latency_ms": int((time.perf_counter() - started) * 1000)})
+                attempts.append(
+                    {
+                        "gear": gear.name,
+                        "outcome": "cancelled",
+                        "latency_ms": int((time.perf_counter() - started) * 1000),
+                    }
+                )
                 raise
             await db(tankuhr.settle)(entry, actual=antwort.cost_usd)
             attempts.append({"gear": gear.name, "outcome": "ok", "latency_ms": antwort.latency_ms})
             if gear_row is not None:
                 await db(bordcomputer.record_success)(gear_row)
                 if gear_row.provider.misconfigured:
-                    await db(Provider.objects.filter(pk=gear_row.provider_id).update)(misconfigured="")
+                    await db(Provider.objects.filter(pk=gear_row.provider_id).update)(
+                        misconfigured=""
+                    )
             return antwort
         raise AssertionError("unreachable")
 
@@ -300,17 +437,22 @@ class Fahrt:
     def _backoff(attempt: int, error: MotorError) -> float:
         if error.retry_after is not None:
             return min(error.retry_after, RETRY_AFTER_CAP_S)
-        base = RETRY_BASE_S * (2 ** attempt)
+        base = RETRY_BASE_S * (2**attempt)
         return base + random.uniform(0, base)
 
     @staticmethod
     def _feed_failure(gear_row: Gear | None, error: MotorError) -> None:
-        if gear_row is None or error.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.CONTEXT_TOO_LONG):
+        if gear_row is None or error.kind in (
+            ErrorKind.INVALID_REQUEST,
+            ErrorKind.CONTEXT_TOO_LONG,
+        ):
             return
         credentials = error.kind == ErrorKind.CREDENTIALS
         bordcomputer.record_failure(gear_row, error.message, force_open=credentials)
         if credentials:
-            Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured=error.message[:300])
+            Provider.objects.filter(pk=gear_row.provider_id).update(
+                misconfigured=error.message[:300]
+            )
 
     @staticmethod
     def _leg_done(leg: Leg, gear_row: Gear | None, antwort: Antwort, attempts: list[dict]) -> None:
@@ -321,11 +463,23 @@ class Fahrt:
         leg.status, leg.output, leg.attempts = LegStatus.SUCCEEDED, antwort.text, attempts
         leg.input_tokens, leg.output_tokens = u.input_tokens, u.output_tokens
         leg.cached_tokens, leg.thinking_tokens = u.cached_tokens, u.thinking_tokens
-        leg.cost_usd, leg.latency_ms, leg.ttft_ms = antwort.cost_usd, antwort.latency_ms, antwort.ttft_ms
+        leg.cost_usd, leg.latency_ms, leg.ttft_ms = (
+            antwort.cost_usd,
+            antwort.latency_ms,
+            antwort.ttft_ms,
+        )
         leg.simulated, leg.finished_at = antwort.simulated, timezone.now()
         leg.save()
-        log.trip_event(leg.trip_id, "leg", position=leg.position, status=leg.status, gear=leg.gear_name,
-                       title=leg.title, cost_usd=str(leg.cost_usd), latency_ms=leg.latency_ms)
+        log.trip_event(
+            leg.trip_id,
+            "leg",
+            position=leg.position,
+            status=leg.status,
+            gear=leg.gear_name,
+            title=leg.title,
+            cost_usd=str(leg.cost_usd),
+            latency_ms=leg.latency_ms,
+        )
 
     @staticmethod
     def _leg_failed(leg: Leg, error: MotorError, attempts: list[dict]) -> None:
@@ -335,8 +489,15 @@ class Fahrt:
         leg.error, leg.error_kind, leg.attempts = error.message, error.kind, attempts
         leg.finished_at = timezone.now()
         leg.save(update_fields=["status", "error", "error_kind", "attempts", "finished_at"])
-        log.trip_event(leg.trip_id, "leg", position=leg.position, status=leg.status, gear=leg.gear_name,
-                       title=leg.title, error=error.message)
+        log.trip_event(
+            leg.trip_id,
+            "leg",
+            position=leg.position,
+            status=leg.status,
+            gear=leg.gear_name,
+            title=leg.title,
+            error=error.message,
+        )
 
     # --- phases -------------------------------------------------------------------------
 
@@ -350,7 +511,9 @@ class Fahrt:
             async with gate:
                 try:
                     if plan.role == "item":
-                        return await asyncio.wait_for(self._leg(plan, plan.prompt(previous), number), self.item_timeout_s)
+                        return await asyncio.wait_for(
+                            self._leg(plan, plan.prompt(previous), number), self.item_timeout_s
+                        )
                     return await self._leg(plan, plan.prompt(previous), number)
                 except LegFailed:
                     if not phase.partial_ok:
@@ -362,12 +525,16 @@ class Fahrt:
                 finally:
                     done += 1
                     if total > 1:
-                        await db(log.trip_event)(self.trip.pk, "progress", phase=number, done=done, total=total)
+                        await db(log.trip_event)(
+                            self.trip.pk, "progress", phase=number, done=done, total=total
+                        )
 
         results = await asyncio.gather(*(one(p) for p in phase.legs))
         good = [r for r in results if r is not None]
         if not good:
-            raise LegFailed(MotorError(ErrorKind.RETRYABLE, f"every leg of phase {number + 1} failed"))
+            raise LegFailed(
+                MotorError(ErrorKind.RETRYABLE, f"every leg of phase {number + 1} failed")
+            )
         if phase.aggregate:
             return [phase.aggregate(list(zip(phase.legs, results, strict=True)))]
         return good
@@ -375,7 +542,13 @@ class Fahrt:
     def _item_timed_out(self, plan: LegPlan) -> None:
         from django.utils import timezone
 
-        leg = Leg.objects.filter(trip_id=self.trip.pk, title=plan.title[:200], status=LegStatus.RUNNING).order_by("-id").first()
+        leg = (
+            Leg.objects.filter(
+                trip_id=self.trip.pk, title=plan.title[:200], status=LegStatus.RUNNING
+            )
+            .order_by("-id")
+            .first()
+        )
         if leg is not None:
             leg.status, leg.error_kind = LegStatus.FAILED, "timeout"
             leg.error = f"item timed out after {self.item_timeout_s:g} s"
@@ -419,7 +592,9 @@ class Fahrt:
             "thinking_tokens": t.usage.thinking_tokens,
             "cost_usd": t.cost,
             "latency_ms": latency,
-            "ttft_ms": None if self.first_token is None else int((self.first_token - self.started) * 1000),
+            "ttft_ms": None
+            if self.first_token is None
+            else int((self.first_token - self.started) * 1000),
             "retries": t.retries,
             "failovers": t.failovers,
             "simulated": t.simulated or self.trip.simulated,

@@ -8,18 +8,19 @@ import os
 import shutil
 from functools import cache
 
+from garage import credentials
 from garage.engine.kupplung import Lage, Policy
 from garage.engine.types import GearSpec, RoadSpec
 from garage.models import FitnessCriteria, Gear, Provider, ProviderKind, Road
+from garage.motorblock import registry
+from garage.motorblock.base import ProviderConfig
 
 CLOUD_KINDS = frozenset({ProviderKind.ANTHROPIC, ProviderKind.GEMINI, ProviderKind.OPENAI})
 LOCAL_SERVER_KINDS = frozenset({ProviderKind.OLLAMA})
 
 
 def drivers() -> frozenset[str]:
-    """Provider kinds this installation can call."""
-    from garage.motorblock import registry
-
+    """Provider kinds whose driver can run here."""
     return registry.available_kinds()
 
 
@@ -47,12 +48,12 @@ def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) 
         return f"provider {provider.name} is disabled in the admin"
     if provider.kind in CLOUD_KINDS and stand_in:
         return ""
-    if provider.kind not in kinds:
-        return f"no driver for {provider.get_kind_display()} in this installation"
-    if provider.misconfigured:
-        return f"credentials rejected: {provider.misconfigured}"
     if not provider.has_credentials:
         return f"no key: set {' or '.join(provider.api_key_env)}"
+    if provider.misconfigured:
+        return f"credentials rejected: {provider.misconfigured}"
+    if provider.kind not in kinds:
+        return registry.why_unavailable(provider.kind)
     if provider.kind in LOCAL_SERVER_KINDS and provider.probe_ok is not True:
         where = provider.base_url or "its base URL"
         return f"not reachable at {where} ({provider.probe_detail or 'not checked yet'})"
@@ -61,6 +62,23 @@ def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) 
         if not _claude_binary_present(binary):
             return f"the {binary!r} executable is not on PATH (set CLAUDE_CODE_BIN)"
     return ""
+
+
+def provider_config(provider: Provider) -> ProviderConfig:
+    """Where to reach ``provider`` now, with its key looked up from the environment."""
+    base_url = (
+        os.environ.get(provider.base_url_env, "").strip() if provider.base_url_env else ""
+    ) or provider.base_url
+    source = provider.credential_source
+    return ProviderConfig(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=base_url.rstrip("/"),
+        api_key=(credentials.lookup(source) or "") if source else "",
+        connect_timeout_s=provider.connect_timeout_s,
+        read_timeout_s=provider.read_timeout_s,
+        max_concurrency=provider.max_concurrency,
+    )
 
 
 def gear_spec(gear: Gear, *, simulated: bool = False) -> GearSpec:
@@ -99,12 +117,16 @@ def road_spec(road: Road) -> RoadSpec:
 
 
 def load_roads() -> list[RoadSpec]:
-    return [road_spec(r) for r in Road.objects.select_related("default_gear").order_by("order", "slug")]
+    return [
+        road_spec(r) for r in Road.objects.select_related("default_gear").order_by("order", "slug")
+    ]
 
 
 def load_gearbox() -> tuple[list[GearSpec], list[GearSpec], dict[str, str]]:
     """(routable gears, gears only by name, unavailable gear → why) for enabled gears."""
-    gears = list(Gear.objects.filter(enabled=True).select_related("provider").order_by("tier", "name"))
+    gears = list(
+        Gear.objects.filter(enabled=True).select_related("provider").order_by("tier", "name")
+    )
     providers = {g.provider.pk: g.provider for g in gears}
     stand_in = pruefstand_stands_in(list(providers.values()))
     kinds = drivers()
@@ -133,7 +155,9 @@ def load_policies() -> dict[str, Policy]:
     from fahrtenbuch.models import RoutingPolicy
 
     return {
-        p.road.slug: Policy(gear=p.gear.name, throttle=p.throttle, pattern=p.pattern, samples=p.samples)
+        p.road.slug: Policy(
+            gear=p.gear.name, throttle=p.throttle, pattern=p.pattern, samples=p.samples
+        )
         for p in RoutingPolicy.objects.select_related("road", "gear")
     }
 
@@ -155,4 +179,3 @@ def load_lage(*, roads: list[RoadSpec] | None = None) -> Lage:
         epsilon=current_epsilon(criteria),
         extra_gears=tuple(by_name),
     )
-

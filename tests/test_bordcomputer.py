@@ -33,9 +33,14 @@ def test_a_success_resets_the_consecutive_count(gear):
 def test_five_failures_within_an_hour_open_it_even_with_successes_between(gear):
     now = timezone.now()
     for i in range(4):
-        assert bordcomputer.record_failure(gear, "x", now=now + timedelta(minutes=i)) == BreakerState.CLOSED
+        assert (
+            bordcomputer.record_failure(gear, "x", now=now + timedelta(minutes=i))
+            == BreakerState.CLOSED
+        )
         bordcomputer.record_success(gear)
-    assert bordcomputer.record_failure(gear, "x", now=now + timedelta(minutes=5)) == BreakerState.OPEN
+    assert (
+        bordcomputer.record_failure(gear, "x", now=now + timedelta(minutes=5)) == BreakerState.OPEN
+    )
 
 
 def test_after_the_cooldown_exactly_one_probe_goes_through(gear):
@@ -75,15 +80,34 @@ def test_percentiles_are_nearest_rank():
 def test_latency_reads_p50_p95_of_total_and_first_token(gear):
     trip = Trip.objects.create(task="t")
     for i in range(1, 21):
-        Leg.objects.create(trip=trip, position=i, gear=gear, status="succeeded", latency_ms=i * 100, ttft_ms=i * 10)
+        Leg.objects.create(
+            trip=trip, position=i, gear=gear, status="succeeded", latency_ms=i * 100, ttft_ms=i * 10
+        )
     lat = bordcomputer.latency(gear.pk)
-    assert (lat.samples, lat.p50_ms, lat.p95_ms, lat.ttft_p50_ms, lat.ttft_p95_ms) == (20, 1000, 1900, 100, 190)
+    assert (lat.samples, lat.p50_ms, lat.p95_ms, lat.ttft_p50_ms, lat.ttft_p95_ms) == (
+        20,
+        1000,
+        1900,
+        100,
+        190,
+    )
 
 
 def test_token_explosion_and_latency_outliers_are_flagged(gear):
     for i in range(20):
-        Trip.objects.create(task="t", road="feldweg", gear=gear, status="succeeded",
-                            output_tokens=100 + i, latency_ms=1000 + 10 * (i % 5))
-    flags = bordcomputer.anomalies(gear_id=gear.pk, road="feldweg", output_tokens=500, latency_ms=5000)
+        Trip.objects.create(
+            task="t",
+            road="feldweg",
+            gear=gear,
+            status="succeeded",
+            output_tokens=100 + i,
+            latency_ms=1000 + 10 * (i % 5),
+        )
+    flags = bordcomputer.anomalies(
+        gear_id=gear.pk, road="feldweg", output_tokens=500, latency_ms=5000
+    )
     assert {f["kind"] for f in flags} == {"token_explosion", "latency_outlier"}
-    assert bordcomputer.anomalies(gear_id=gear.pk, road="feldweg", output_tokens=110, latency_ms=1010) == []
+    assert (
+        bordcomputer.anomalies(gear_id=gear.pk, road="feldweg", output_tokens=110, latency_ms=1010)
+        == []
+    )

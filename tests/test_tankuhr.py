@@ -98,7 +98,9 @@ def _reserve_concurrently(threads: int, amount: Decimal) -> tuple[int, int]:
 @pytest.mark.scaleout
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_reservations_never_overshoot_the_limit(defaults):
-    Budget.objects.filter(name="default").update(daily_limit_usd=Decimal("10"), monthly_limit_usd=Decimal("100"))
+    Budget.objects.filter(name="default").update(
+        daily_limit_usd=Decimal("10"), monthly_limit_usd=Decimal("100")
+    )
     granted, refused = _reserve_concurrently(24, Decimal("0.75"))
     assert granted == 13 and refused == 11, connection.vendor  # 13 × 0.75 = 9.75 ≤ 10 < 10.5
     day = tankuhr.local_today(tankuhr.budget())

@@ -24,8 +24,14 @@ class ErrorKind:
 
 
 class MotorError(Exception):
-    def __init__(self, kind: str, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind, self.message, self.status, self.retry_after = kind, message, status, retry_after
 
@@ -34,8 +40,26 @@ class MotorError(Exception):
         return self.kind == ErrorKind.RETRYABLE
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "message": self.message, "status": self.status,
-                "retry_after": self.retry_after}
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "status": self.status,
+            "retry_after": self.retry_after,
+        }
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where and how to reach a provider. The key is resolved at call time and lives only
+    here, in memory; ``__repr__`` hides it so it cannot reach a log or a trip record."""
+
+    name: str
+    kind: str
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0
+    max_concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class Anfrage:
     system: str = ""
     language: str = "en"
     simulated: bool = False
+    provider: ProviderConfig | None = None
 
     @property
     def prompt_text(self) -> str:
@@ -56,14 +81,27 @@ class Anfrage:
 
 @dataclass
 class Usage:
+    """Token counts of one call, the same way for every provider:
+
+    - ``input_tokens``: the whole prompt, cached part included;
+    - ``cached_tokens``: the part of the input read from the provider's cache;
+    - ``output_tokens``: visible output, thinking excluded where the provider says how much
+      of its output was thinking (otherwise all of it);
+    - ``thinking_tokens``: reasoning tokens the provider reported separately.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
     thinking_tokens: int = 0
 
     def as_dict(self) -> dict:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cached_tokens": self.cached_tokens, "thinking_tokens": self.thinking_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "thinking_tokens": self.thinking_tokens,
+        }
 
 
 @dataclass

@@ -40,18 +40,22 @@ OPENINGS = {
     "de": ["So würde ich vorgehen.", "Plan:", "Zusammenfassung der Änderung:", "Antwort:"],
 }
 STEPS = {
-    "en": ["Read the relevant code and pin down the expected behaviour.",
-           "Make the smallest change that fixes the cause, not the symptom.",
-           "Add a test that fails before the change and passes after it.",
-           "Check the edge cases: empty input, very large input, concurrent use.",
-           "Update the documentation where behaviour changed.",
-           "Measure before and after, and keep the numbers."],
-    "de": ["Den betroffenen Code lesen und das erwartete Verhalten festhalten.",
-           "Die kleinste Änderung machen, die die Ursache behebt.",
-           "Einen Test ergänzen, der vorher scheitert und danach besteht.",
-           "Randfälle prüfen: leere Eingabe, sehr große Eingabe, gleichzeitige Nutzung.",
-           "Die Dokumentation anpassen, wo sich Verhalten ändert.",
-           "Vorher und nachher messen und die Zahlen festhalten."],
+    "en": [
+        "Read the relevant code and pin down the expected behaviour.",
+        "Make the smallest change that fixes the cause, not the symptom.",
+        "Add a test that fails before the change and passes after it.",
+        "Check the edge cases: empty input, very large input, concurrent use.",
+        "Update the documentation where behaviour changed.",
+        "Measure before and after, and keep the numbers.",
+    ],
+    "de": [
+        "Den betroffenen Code lesen und das erwartete Verhalten festhalten.",
+        "Die kleinste Änderung machen, die die Ursache behebt.",
+        "Einen Test ergänzen, der vorher scheitert und danach besteht.",
+        "Randfälle prüfen: leere Eingabe, sehr große Eingabe, gleichzeitige Nutzung.",
+        "Die Dokumentation anpassen, wo sich Verhalten ändert.",
+        "Vorher und nachher messen und die Zahlen festhalten.",
+    ],
 }
 
 
@@ -63,7 +67,7 @@ class Pruefplan:
     error_rate: float = 0.0
     error_kinds: tuple[str, ...] = ("overloaded",)
     slow_first_byte_ms: int = 0
-    fail_first: int = 0  # the first N calls per gear fail with error_kinds[0] (fault drills)
+    fail_first: int = 0  # the first N calls fail with error_kinds[0] (fault drills)
 
     @classmethod
     def parse(cls, spec: dict) -> "Pruefplan":
@@ -122,11 +126,10 @@ def simulated_text(task: str, gear: str, language: str, output_tokens: int) -> s
 class Pruefstand:
     def __init__(self, plan: Pruefplan | None = None) -> None:
         self.plan = plan or Pruefplan.from_env()
-        self.calls: dict[str, int] = {}
+        self.calls = 0
 
-    def _fault(self, anfrage: Anfrage, rng: random.Random) -> str | None:
-        count = self.calls.get(anfrage.gear.name, 0)
-        self.calls[anfrage.gear.name] = count + 1
+    def _fault(self, rng: random.Random) -> str | None:
+        count, self.calls = self.calls, self.calls + 1
         if count < self.plan.fail_first:
             return self.plan.error_kinds[0]
         if self.plan.error_rate and rng.random() < self.plan.error_rate:
@@ -137,32 +140,41 @@ class Pruefstand:
         uhr = Stoppuhr()
         gear, gas, plan = anfrage.gear, anfrage.gas, self.plan
         prompt = anfrage.prompt_text
-        rng = random.Random(_seed(prompt, gear.name, str(self.calls.get(gear.name, 0))))
-        fault = self._fault(anfrage, rng)
+        rng = random.Random(_seed(prompt, gear.name, str(self.calls)))
+        fault = self._fault(rng)
 
-        first_byte_s = (TTFT_MS.get(gear.tier, 600) * plan.latency_scale + plan.slow_first_byte_ms) / 1000
+        first_byte_s = (
+            TTFT_MS.get(gear.tier, 600) * plan.latency_scale + plan.slow_first_byte_ms
+        ) / 1000
         if fault == "timeout" or first_byte_s > gas.timeout_s:
             await asyncio.sleep(min(first_byte_s, gas.timeout_s))
-            raise MotorError(ErrorKind.RETRYABLE, f"No first byte within {gas.timeout_s:.1f} s (simulated)")
+            raise MotorError(
+                ErrorKind.RETRYABLE, f"No first byte within {gas.timeout_s:.1f} s (simulated)"
+            )
         await asyncio.sleep(first_byte_s)
         if fault and fault != "cut_stream":
             kind, status, message = FAULTS[fault]
-            raise MotorError(kind, message, status=status,
-                             retry_after=1.0 if fault == "rate_limit" else None)
+            raise MotorError(
+                kind, message, status=status, retry_after=1.0 if fault == "rate_limit" else None
+            )
 
         wanted = 120 + int(700 * gas.wert) + rng.randrange(160)
         output_tokens = max(1, min(wanted, gas.max_output_tokens))
         text = simulated_text(prompt, gear.name, anfrage.language, output_tokens)
         thinking_tokens = 0
         if gas.thinking_budget:
-            thinking_tokens = min(gas.thinking_budget, int(gas.thinking_budget * (0.3 + 0.5 * gas.wert)))
+            thinking_tokens = min(
+                gas.thinking_budget, int(gas.thinking_budget * (0.3 + 0.5 * gas.wert))
+            )
         elif gas.effort or gas.think:
             thinking_tokens = int(output_tokens * (0.5 + gas.wert))
 
         per_token_s = plan.latency_scale / TOKENS_PER_S.get(gear.tier, 100)
         words = text.split(" ")
-        chunks = [" ".join(words[i:i + 12]) + (" " if i + 12 < len(words) else "")
-                  for i in range(0, len(words), 12)]
+        chunks = [
+            " ".join(words[i : i + 12]) + (" " if i + 12 < len(words) else "")
+            for i in range(0, len(words), 12)
+        ]
         cut_at = len(chunks) // 2 if fault == "cut_stream" else None
         for i, chunk in enumerate(chunks):
             if cut_at is not None and i == cut_at:

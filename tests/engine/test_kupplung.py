@@ -17,17 +17,26 @@ CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def load_gears() -> list[GearSpec]:
-    providers = {p["name"]: p for p in json.loads((CONFIG / "providers.json").read_text())["providers"]}
+    providers = {
+        p["name"]: p for p in json.loads((CONFIG / "providers.json").read_text())["providers"]
+    }
     gears = []
     for g in json.loads((CONFIG / "gears.json").read_text())["gears"]:
         prices = g.get("prices_usd_per_mtok", {})
-        gears.append(GearSpec(
-            name=g["name"], provider=g["provider"], provider_kind=providers[g["provider"]]["kind"],
-            model_id=g["model_id"], tier=g["tier"],
-            input_price=Decimal(prices.get("input", "0")), output_price=Decimal(prices.get("output", "0")),
-            context_window=g["context_window"], max_output_tokens=g["max_output_tokens"],
-            reasoning=g.get("reasoning", "none"),
-        ))
+        gears.append(
+            GearSpec(
+                name=g["name"],
+                provider=g["provider"],
+                provider_kind=providers[g["provider"]]["kind"],
+                model_id=g["model_id"],
+                tier=g["tier"],
+                input_price=Decimal(prices.get("input", "0")),
+                output_price=Decimal(prices.get("output", "0")),
+                context_window=g["context_window"],
+                max_output_tokens=g["max_output_tokens"],
+                reasoning=g.get("reasoning", "none"),
+            )
+        )
     return gears
 
 
@@ -35,8 +44,13 @@ def load_roads() -> dict[str, RoadSpec]:
     roads = {}
     for r in json.loads((CONFIG / "roads.json").read_text())["roads"]:
         roads[r["slug"]] = RoadSpec(
-            slug=r["slug"], label=r["label"], difficulty=r["difficulty"], default_gear=r["default_gear"],
-            throttle=r["throttle"], pattern=r["pattern"], is_fallback=r.get("fallback", False),
+            slug=r["slug"],
+            label=r["label"],
+            difficulty=r["difficulty"],
+            default_gear=r["default_gear"],
+            throttle=r["throttle"],
+            pattern=r["pattern"],
+            is_fallback=r.get("fallback", False),
         )
     return roads
 
@@ -56,9 +70,18 @@ def lage(**kw) -> Lage:
     return Lage(**base)
 
 
-def strecke(road="bundesstrasse", difficulty=0.55, tempo="normal", stages=1, items=(), prompt_tokens=20):
-    return Strecke(road=road, confidence=0.9, difficulty=difficulty, tempo=tempo, stages=stages,
-                   items=items, prompt_tokens=prompt_tokens)
+def strecke(
+    road="bundesstrasse", difficulty=0.55, tempo="normal", stages=1, items=(), prompt_tokens=20
+):
+    return Strecke(
+        road=road,
+        confidence=0.9,
+        difficulty=difficulty,
+        tempo=tempo,
+        stages=stages,
+        items=items,
+        prompt_tokens=prompt_tokens,
+    )
 
 
 def test_bugfix_in_green_zone_takes_the_roads_default():
@@ -112,8 +135,11 @@ def test_open_breaker_replaces_gear_with_same_tier_elsewhere_then_lower():
 
 
 def test_missing_credentials_make_a_gear_unavailable_with_the_variable_to_set():
-    d = kuppeln(strecke(), lage(unavailable={"claude-sonnet": "no key: set ANTHROPIC_API_KEY"}),
-                rng=random.Random(1))
+    d = kuppeln(
+        strecke(),
+        lage(unavailable={"claude-sonnet": "no key: set ANTHROPIC_API_KEY"}),
+        rng=random.Random(1),
+    )
     assert d.gear.name != "claude-sonnet"
     assert any("ANTHROPIC_API_KEY" in r.message for r in d.reasons)
 
@@ -126,7 +152,9 @@ def test_prompt_larger_than_the_window_moves_to_a_larger_gear():
 
 
 def test_urgent_caps_throttle_and_shifts_down_from_g5():
-    d = kuppeln(strecke(road="autobahn", difficulty=0.7, tempo="urgent"), lage(), rng=random.Random(1))
+    d = kuppeln(
+        strecke(road="autobahn", difficulty=0.7, tempo="urgent"), lage(), rng=random.Random(1)
+    )
     assert d.throttle <= 0.4 and d.gear.tier == 4
 
 
@@ -137,7 +165,10 @@ def test_very_difficult_task_shifts_up_one_tier():
 
 def test_thorough_raises_and_easy_lowers_the_throttle():
     assert kuppeln(strecke(tempo="thorough"), lage(), rng=random.Random(1)).throttle == 0.9
-    assert kuppeln(strecke(road="feldweg", difficulty=0.1), lage(), rng=random.Random(1)).throttle == 0.2
+    assert (
+        kuppeln(strecke(road="feldweg", difficulty=0.1), lage(), rng=random.Random(1)).throttle
+        == 0.2
+    )
 
 
 def test_learned_policy_is_used_only_with_enough_samples():
@@ -170,8 +201,12 @@ def test_swarm_for_many_bulk_items_and_single_for_one():
 
 
 def test_explicit_options_override_each_step():
-    d = kuppeln(strecke(), lage(), Wunsch(gear="claude-haiku", throttle=0.25, pattern="convoy", stages=3),
-                random.Random(1))
+    d = kuppeln(
+        strecke(),
+        lage(),
+        Wunsch(gear="claude-haiku", throttle=0.25, pattern="convoy", stages=3),
+        random.Random(1),
+    )
     assert (d.gear.name, d.throttle, d.pattern, d.legs) == ("claude-haiku", 0.25, "convoy", 3)
 
 
@@ -189,7 +224,9 @@ def test_failover_chain_prefers_same_tier_then_lower_and_skips_the_failed_gear()
     sonnet = next(g for g in GEARS if g.name == "claude-sonnet")
     chain = failover_chain(sonnet, strecke(), lage())
     assert chain and all(g.name != "claude-sonnet" for g in chain)
-    assert [g.tier for g in chain] == sorted([g.tier for g in chain], key=lambda t: (t > 3, abs(3 - t)))
+    assert [g.tier for g in chain] == sorted(
+        [g.tier for g in chain], key=lambda t: (t > 3, abs(3 - t))
+    )
 
 
 def test_gas_maps_throttle_to_each_reasoning_mode():
@@ -227,15 +264,33 @@ ZONE_USAGE = st.sampled_from(["0", "0.1", "0.3", "0.45", "0.6", "0.7", "0.8", "0
     seed=st.integers(0, 2**32),
     pinned=st.none() | st.sampled_from([g.name for g in ALL_GEARS]),
 )
-def test_the_decision_never_breaks_a_constraint(road, difficulty, tempo, stages, prompt_tokens, usage,
-                                                broken, missing, policy_gear, samples, epsilon, seed, pinned):
+def test_the_decision_never_breaks_a_constraint(
+    road,
+    difficulty,
+    tempo,
+    stages,
+    prompt_tokens,
+    usage,
+    broken,
+    missing,
+    policy_gear,
+    samples,
+    epsilon,
+    seed,
+    pinned,
+):
     policies = {road: Policy(policy_gear, 0.5, "single", samples)} if policy_gear else {}
     state = lage(
-        fuel=fuel(usage), open_breakers=frozenset(broken),
-        unavailable={n: "no key" for n in missing}, policies=policies, epsilon=epsilon,
+        fuel=fuel(usage),
+        open_breakers=frozenset(broken),
+        unavailable={n: "no key" for n in missing},
+        policies=policies,
+        epsilon=epsilon,
         extra_gears=tuple(g for g in ALL_GEARS if g.provider_kind == "pruefstand"),
     )
-    s = strecke(road=road, difficulty=difficulty, tempo=tempo, stages=stages, prompt_tokens=prompt_tokens)
+    s = strecke(
+        road=road, difficulty=difficulty, tempo=tempo, stages=stages, prompt_tokens=prompt_tokens
+    )
     d = kuppeln(s, state, Wunsch(gear=pinned), random.Random(seed))
     assert 0 <= d.throttle <= 1
     assert d.reasons, "every decision explains itself"
