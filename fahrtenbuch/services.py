@@ -23,8 +23,9 @@ def trip_event(trip_id: int, kind: str, **data) -> TripEvent:
     return TripEvent.objects.create(trip_id=trip_id, kind=kind, data=data)
 
 
-def trip_create(*, user, task: str, options: dict, decision: Entscheidung,
-                idempotency_key: str | None = None) -> tuple[Trip, bool]:
+def trip_create(
+    *, user, task: str, options: dict, decision: Entscheidung, idempotency_key: str | None = None
+) -> tuple[Trip, bool]:
     """Record a decided trip (queued, or refused with its reason). Returns (trip, created);
     the same idempotency key from the same person returns the first trip."""
     if idempotency_key:
@@ -83,12 +84,31 @@ def trip_heartbeat(trip_id: int) -> None:
     Trip.objects.filter(pk=trip_id, status=TripStatus.RUNNING).update(heartbeat_at=timezone.now())
 
 
-def leg_start(*, trip_id: int, position: int, phase: int, role: str, title: str,
-              gear: Gear | None, throttle: float, prompt: str, simulated: bool) -> Leg:
+def leg_start(
+    *,
+    trip_id: int,
+    position: int,
+    phase: int,
+    role: str,
+    title: str,
+    gear: Gear | None,
+    throttle: float,
+    prompt: str,
+    simulated: bool,
+) -> Leg:
     return Leg.objects.create(
-        trip_id=trip_id, position=position, phase=phase, role=role, title=title[:200],
-        gear=gear, gear_name=gear.name if gear else "", throttle=throttle,
-        status="running", prompt=prompt, started_at=timezone.now(), simulated=simulated,
+        trip_id=trip_id,
+        position=position,
+        phase=phase,
+        role=role,
+        title=title[:200],
+        gear=gear,
+        gear_name=gear.name if gear else "",
+        throttle=throttle,
+        status="running",
+        prompt=prompt,
+        started_at=timezone.now(),
+        simulated=simulated,
     )
 
 
@@ -98,15 +118,18 @@ def trip_finish(trip: Trip, *, status: str, fields: dict) -> bool:
     assert status in FINISHED_STATUSES
     now = timezone.now()
     with transaction.atomic():
-        updated = Trip.objects.filter(pk=trip.pk).exclude(status__in=FINISHED_STATUSES).update(
-            status=status, finished_at=now, **fields
+        updated = (
+            Trip.objects.filter(pk=trip.pk)
+            .exclude(status__in=FINISHED_STATUSES)
+            .update(status=status, finished_at=now, **fields)
         )
         if not updated:
             return False
         trip_event(trip.pk, "status", status=status, error=fields.get("error", ""))
         if status in (TripStatus.SUCCEEDED, TripStatus.FAILED):
             tacho_record(
-                when=now, succeeded=status == TripStatus.SUCCEEDED,
+                when=now,
+                succeeded=status == TripStatus.SUCCEEDED,
                 input_tokens=fields.get("input_tokens", 0),
                 output_tokens=fields.get("output_tokens", 0),
                 thinking_tokens=fields.get("thinking_tokens", 0),
@@ -119,8 +142,16 @@ def trip_finish(trip: Trip, *, status: str, fields: dict) -> bool:
     return True
 
 
-def tacho_record(*, when, succeeded: bool, input_tokens: int, output_tokens: int,
-                 thinking_tokens: int, cost: Decimal, latency_ms: int) -> None:
+def tacho_record(
+    *,
+    when,
+    succeeded: bool,
+    input_tokens: int,
+    output_tokens: int,
+    thinking_tokens: int,
+    cost: Decimal,
+    latency_ms: int,
+) -> None:
     minute = when.replace(second=0, microsecond=0)
     changes = {
         "trips": F("trips") + 1,
@@ -136,9 +167,15 @@ def tacho_record(*, when, succeeded: bool, input_tokens: int, output_tokens: int
         try:
             with transaction.atomic():
                 TachoMinute.objects.create(
-                    minute=minute, trips=1, succeeded=int(succeeded), failed=int(not succeeded),
-                    input_tokens=input_tokens, output_tokens=output_tokens,
-                    thinking_tokens=thinking_tokens, cost_usd=cost, latency_ms_sum=latency_ms,
+                    minute=minute,
+                    trips=1,
+                    succeeded=int(succeeded),
+                    failed=int(not succeeded),
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    thinking_tokens=thinking_tokens,
+                    cost_usd=cost,
+                    latency_ms_sum=latency_ms,
                 )
         except IntegrityError:
             TachoMinute.objects.filter(minute=minute).update(**changes)
@@ -146,8 +183,14 @@ def tacho_record(*, when, succeeded: bool, input_tokens: int, output_tokens: int
 
 def trip_cancel(trip: Trip, *, by) -> Trip:
     if trip.is_finished:
-        raise ApplicationError(f"Trip {trip.pk} is already {trip.status}; nothing to cancel.", status=409)
-    trip_finish(trip, status=TripStatus.CANCELLED, fields={"error": f"cancelled by {by}", "error_kind": "cancelled"})
+        raise ApplicationError(
+            f"Trip {trip.pk} is already {trip.status}; nothing to cancel.", status=409
+        )
+    trip_finish(
+        trip,
+        status=TripStatus.CANCELLED,
+        fields={"error": f"cancelled by {by}", "error_kind": "cancelled"},
+    )
     trip.refresh_from_db()
     return trip
 

@@ -68,7 +68,11 @@ def acquire(gear: Gear, now=None) -> bool:
         probe_stale = now - timedelta(seconds=rules().probe_timeout_s)
         if breaker.state == BreakerState.OPEN and breaker.open_until and breaker.open_until > now:
             return False
-        if breaker.state == BreakerState.HALF_OPEN and breaker.probe_started_at and breaker.probe_started_at > probe_stale:
+        if (
+            breaker.state == BreakerState.HALF_OPEN
+            and breaker.probe_started_at
+            and breaker.probe_started_at > probe_stale
+        ):
             return False
         breaker.state = BreakerState.HALF_OPEN
         breaker.probe_started_at = now
@@ -85,7 +89,15 @@ def record_success(gear: Gear) -> None:
         breaker.consecutive_failures = 0
         breaker.probe_started_at = None
         breaker.open_until = None
-        breaker.save(update_fields=["state", "consecutive_failures", "probe_started_at", "open_until", "updated_at"])
+        breaker.save(
+            update_fields=[
+                "state",
+                "consecutive_failures",
+                "probe_started_at",
+                "open_until",
+                "updated_at",
+            ]
+        )
 
 
 def record_failure(gear: Gear, error: str, *, force_open: bool = False, now=None) -> str:
@@ -96,7 +108,7 @@ def record_failure(gear: Gear, error: str, *, force_open: bool = False, now=None
         breaker = _breaker(gear)
         stamp = now.timestamp()
         recent = [t for t in breaker.recent_failures if stamp - t < HOUR_S] + [stamp]
-        breaker.recent_failures = recent[-max(r.per_hour * 4, 20):]
+        breaker.recent_failures = recent[-max(r.per_hour * 4, 20) :]
         breaker.consecutive_failures += 1
         breaker.last_error = error[:500]
         trips = (
@@ -132,8 +144,13 @@ class Latency:
     ttft_p95_ms: int | None
 
     def as_dict(self) -> dict:
-        return {"samples": self.samples, "p50_ms": self.p50_ms, "p95_ms": self.p95_ms,
-                "ttft_p50_ms": self.ttft_p50_ms, "ttft_p95_ms": self.ttft_p95_ms}
+        return {
+            "samples": self.samples,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "ttft_p50_ms": self.ttft_p50_ms,
+            "ttft_p95_ms": self.ttft_p95_ms,
+        }
 
 
 def latency(gear_id: int | None = None, *, last: int = 500) -> Latency:
@@ -144,18 +161,25 @@ def latency(gear_id: int | None = None, *, last: int = 500) -> Latency:
     rows = list(legs.order_by("-id").values_list("latency_ms", "ttft_ms")[:last])
     totals = [r[0] for r in rows]
     ttfts = [r[1] for r in rows if r[1] is not None]
-    return Latency(len(rows), percentile(totals, 50), percentile(totals, 95),
-                   percentile(ttfts, 50), percentile(ttfts, 95))
+    return Latency(
+        len(rows),
+        percentile(totals, 50),
+        percentile(totals, 95),
+        percentile(ttfts, 50),
+        percentile(ttfts, 95),
+    )
 
 
-def anomalies(*, gear_id: int | None, road: str, output_tokens: int, latency_ms: int | None,
-              last: int = 200) -> list[dict]:
+def anomalies(
+    *, gear_id: int | None, road: str, output_tokens: int, latency_ms: int | None, last: int = 200
+) -> list[dict]:
     """Token explosion (> 2× the road/gear mean) and latency outliers (z-score > 2.5)."""
     from fahrtenbuch.models import Trip, TripStatus
 
     history = list(
         Trip.objects.filter(gear_id=gear_id, road=road, status=TripStatus.SUCCEEDED)
-        .order_by("-id").values_list("output_tokens", "latency_ms")[:last]
+        .order_by("-id")
+        .values_list("output_tokens", "latency_ms")[:last]
     )
     flags: list[dict] = []
     if len(history) < 10:
@@ -163,15 +187,25 @@ def anomalies(*, gear_id: int | None, road: str, output_tokens: int, latency_ms:
     tokens = [h[0] for h in history]
     mean_tokens = sum(tokens) / len(tokens)
     if mean_tokens and output_tokens > 2 * mean_tokens:
-        flags.append({"kind": "token_explosion", "output_tokens": output_tokens,
-                      "mean": round(mean_tokens, 1)})
+        flags.append(
+            {
+                "kind": "token_explosion",
+                "output_tokens": output_tokens,
+                "mean": round(mean_tokens, 1),
+            }
+        )
     lat = [h[1] for h in history if h[1] is not None]
     if latency_ms is not None and len(lat) >= 10:
         mean = sum(lat) / len(lat)
         std = math.sqrt(sum((x - mean) ** 2 for x in lat) / len(lat))
         if std > 0 and (latency_ms - mean) / std > 2.5:
-            flags.append({"kind": "latency_outlier", "latency_ms": latency_ms,
-                          "z": round((latency_ms - mean) / std, 2)})
+            flags.append(
+                {
+                    "kind": "latency_outlier",
+                    "latency_ms": latency_ms,
+                    "z": round((latency_ms - mean) / std, 2),
+                }
+            )
     return flags
 
 
@@ -180,12 +214,16 @@ def status() -> list[dict]:
     now = timezone.now()
     rows = []
     for b in CircuitBreaker.objects.select_related("gear").order_by("gear__tier", "gear__name"):
-        rows.append({
-            "gear": b.gear.name,
-            "state": b.state,
-            "consecutive_failures": b.consecutive_failures,
-            "failures_last_hour": len([t for t in b.recent_failures if now.timestamp() - t < HOUR_S]),
-            "open_until": b.open_until.isoformat() if b.open_until else None,
-            "last_error": b.last_error,
-        })
+        rows.append(
+            {
+                "gear": b.gear.name,
+                "state": b.state,
+                "consecutive_failures": b.consecutive_failures,
+                "failures_last_hour": len(
+                    [t for t in b.recent_failures if now.timestamp() - t < HOUR_S]
+                ),
+                "open_until": b.open_until.isoformat() if b.open_until else None,
+                "last_error": b.last_error,
+            }
+        )
     return rows

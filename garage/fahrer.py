@@ -59,10 +59,17 @@ class Ergebnis:
         return self.status == TripStatus.SUCCEEDED
 
     def as_dict(self) -> dict:
-        return {**self.decision.as_dict(), "trip_id": self.trip_id, "status": self.status,
-                "output": self.output, "error": self.error, "usage": self.usage,
-                "cost_usd": str(self.cost_usd), "latency_ms": self.latency_ms,
-                "simulated": self.simulated}
+        return {
+            **self.decision.as_dict(),
+            "trip_id": self.trip_id,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "usage": self.usage,
+            "cost_usd": str(self.cost_usd),
+            "latency_ms": self.latency_ms,
+            "simulated": self.simulated,
+        }
 
 
 def clean_options(task: str, options: dict) -> tuple[str, dict]:
@@ -71,7 +78,9 @@ def clean_options(task: str, options: dict) -> tuple[str, dict]:
         raise InvalidOptions("The task is empty: describe what clutch should do.")
     limit = settings.CLUTCH_MAX_TASK_CHARS
     if len(task) > limit:
-        raise InvalidOptions(f"The task has {len(task)} characters; the limit is {limit}.", status=413)
+        raise InvalidOptions(
+            f"The task has {len(task)} characters; the limit is {limit}.", status=413
+        )
     cleaned: dict = {}
     if options.get("gear"):
         cleaned["gear"] = str(options["gear"])
@@ -94,7 +103,9 @@ def clean_options(task: str, options: dict) -> tuple[str, dict]:
     for key in LIST_OPTIONS:
         value = options.get(key)
         if value:
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+            if not isinstance(value, list | tuple) or not all(
+                isinstance(v, str) and v.strip() for v in value
+            ):
                 raise InvalidOptions(f"{key} must be a list of non-empty strings.")
             cleaned[key] = [v.strip() for v in value]
     for key in ("concurrency", "item_timeout_s"):
@@ -140,8 +151,12 @@ class Fahrer:
 
     def _decide(self, strecke: Strecke, lage: Lage, options: dict) -> Entscheidung:
         stages = max((len(options[k]) for k in LIST_OPTIONS if options.get(k)), default=0)
-        wunsch = Wunsch(gear=options.get("gear"), throttle=options.get("throttle"),
-                        pattern=options.get("pattern"), stages=stages)
+        wunsch = Wunsch(
+            gear=options.get("gear"),
+            throttle=options.get("throttle"),
+            pattern=options.get("pattern"),
+            stages=stages,
+        )
         return kuppeln(strecke, lage, wunsch, self.rng)
 
     # --- driving ----------------------------------------------------------------------
@@ -152,8 +167,13 @@ class Fahrer:
         lage = self.lage()
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
         decision = self._decide(strecke, lage, options)
-        trip, _ = log.trip_create(user=self.user, task=task, options=options, decision=decision,
-                                  idempotency_key=idempotency_key)
+        trip, _ = log.trip_create(
+            user=self.user,
+            task=task,
+            options=options,
+            decision=decision,
+            idempotency_key=idempotency_key,
+        )
         return trip
 
     def drive(self, trip_id: int, *, handler: Handler | None = None, on_delta=None) -> Trip:
@@ -164,36 +184,72 @@ class Fahrer:
         try:
             status, fields = self._run(trip, handler=handler, on_delta=on_delta)
         except Exception as exc:  # a bug must end the trip with its reason, never leave it running
-            status, fields = TripStatus.FAILED, {"error": f"internal error: {exc!r}", "error_kind": "internal"}
-        if status in (TripStatus.SUCCEEDED, TripStatus.FAILED) and fields.get("latency_ms") is not None:
+            status, fields = (
+                TripStatus.FAILED,
+                {"error": f"internal error: {exc!r}", "error_kind": "internal"},
+            )
+        if (
+            status in (TripStatus.SUCCEEDED, TripStatus.FAILED)
+            and fields.get("latency_ms") is not None
+        ):
             fields["anomalies"] = bordcomputer.anomalies(
-                gear_id=trip.gear_id, road=trip.road, output_tokens=fields.get("output_tokens", 0),
-                latency_ms=fields.get("latency_ms"))
+                gear_id=trip.gear_id,
+                road=trip.road,
+                output_tokens=fields.get("output_tokens", 0),
+                latency_ms=fields.get("latency_ms"),
+            )
         log.trip_finish(trip, status=status, fields=fields)
         trip.refresh_from_db()
         return trip
 
     def _run(self, trip: Trip, *, handler, on_delta) -> tuple[str, dict]:
         lage = self.lage()
-        strecke = Strecke(**{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()})
+        strecke = Strecke(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()}
+        )
         gear = lage.gear(trip.gear_name)
         if gear is None:
-            return TripStatus.FAILED, {"error": f"gear {trip.gear_name!r} is no longer in the gearbox",
-                                       "error_kind": "unavailable"}
+            return TripStatus.FAILED, {
+                "error": f"gear {trip.gear_name!r} is no longer in the gearbox",
+                "error_kind": "unavailable",
+            }
         if trip.simulated and not gear.simulated:
-            gear = GearSpec(**{**{f: getattr(gear, f) for f in GearSpec.__dataclass_fields__}, "simulated": True})
-        gas = gas_geben(gear, trip.throttle if trip.throttle is not None else 0.5,
-                        language=strecke.language,
-                        base_timeout_s=trip.gear.provider.read_timeout_s if trip.gear else 120.0)
+            gear = GearSpec(
+                **{
+                    **{f: getattr(gear, f) for f in GearSpec.__dataclass_fields__},
+                    "simulated": True,
+                }
+            )
+        gas = gas_geben(
+            gear,
+            trip.throttle if trip.throttle is not None else 0.5,
+            language=strecke.language,
+            base_timeout_s=trip.gear.provider.read_timeout_s if trip.gear else 120.0,
+        )
         plan = trip.options.get("pruefstand")
         pruefstand = Pruefstand(Pruefplan.parse(plan)) if plan else None
-        fahrt = Fahrt(trip, gear=gear, lage=lage, strecke=strecke, gas=gas, handler=handler,
-                      pruefstand=pruefstand, on_delta=on_delta)
+        fahrt = Fahrt(
+            trip,
+            gear=gear,
+            lage=lage,
+            strecke=strecke,
+            gas=gas,
+            handler=handler,
+            pruefstand=pruefstand,
+            on_delta=on_delta,
+        )
         phases = plan_phases(trip.task, trip.pattern, strecke, trip.options)
         return async_to_sync(fahrt.run)(phases)
 
-    def fahren(self, task: str, handler: Handler | None = None, *, on_delta=None,
-               idempotency_key: str | None = None, **options) -> Ergebnis:
+    def fahren(
+        self,
+        task: str,
+        handler: Handler | None = None,
+        *,
+        on_delta=None,
+        idempotency_key: str | None = None,
+        **options,
+    ) -> Ergebnis:
         """Submit and drive a trip in this process; returns the result with its config."""
         trip = self.submit(task, idempotency_key=idempotency_key, **options)
         if trip.status == TripStatus.QUEUED:
@@ -204,16 +260,31 @@ class Fahrer:
         decision_event = trip.events.filter(kind="decision").first()
         decision_data = decision_event.data if decision_event else {}
         lage_gear = getriebe.load_lage().gear(trip.gear_name) if trip.gear_name else None
-        strecke = Strecke(**{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()})
-        gas = gas_geben(lage_gear, trip.throttle or 0.0, language=strecke.language) if lage_gear else None
+        strecke = Strecke(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()}
+        )
+        gas = (
+            gas_geben(lage_gear, trip.throttle or 0.0, language=strecke.language)
+            if lage_gear
+            else None
+        )
         decision = _decision_from_data(decision_data, strecke, lage_gear, gas)
         return Ergebnis(
-            trip_id=trip.pk, status=trip.status, output=trip.output, error=trip.error,
+            trip_id=trip.pk,
+            status=trip.status,
+            output=trip.output,
+            error=trip.error,
             config=Config(gang=lage_gear, gas=gas, pattern=trip.pattern, strecke=strecke),
             decision=decision,
-            usage={"input_tokens": trip.input_tokens, "output_tokens": trip.output_tokens,
-                   "cached_tokens": trip.cached_tokens, "thinking_tokens": trip.thinking_tokens},
-            cost_usd=trip.cost_usd, latency_ms=trip.latency_ms, simulated=trip.simulated,
+            usage={
+                "input_tokens": trip.input_tokens,
+                "output_tokens": trip.output_tokens,
+                "cached_tokens": trip.cached_tokens,
+                "thinking_tokens": trip.thinking_tokens,
+            },
+            cost_usd=trip.cost_usd,
+            latency_ms=trip.latency_ms,
+            simulated=trip.simulated,
         )
 
     # --- the dashboard and the school -------------------------------------------------
@@ -226,12 +297,21 @@ class Fahrer:
             "tankuhr": tankuhr.fuel().as_dict(),
             "getriebe": "Getriebe[" + ", ".join(f"{g.name}(G{g.tier})" for g in routable) + "]",
             "gears": [
-                {"name": g.name, "tier": g.tier, "provider": g.provider, "model_id": g.model_id,
-                 "available": g.name not in unavailable, "why_not": unavailable.get(g.name, ""),
-                 "simulated": g.simulated}
+                {
+                    "name": g.name,
+                    "tier": g.tier,
+                    "provider": g.provider,
+                    "model_id": g.model_id,
+                    "available": g.name not in unavailable,
+                    "why_not": unavailable.get(g.name, ""),
+                    "simulated": g.simulated,
+                }
                 for g in (*routable, *by_name)
             ],
-            "bordcomputer": {"breakers": bordcomputer.status(), "latency": bordcomputer.latency().as_dict()},
+            "bordcomputer": {
+                "breakers": bordcomputer.status(),
+                "latency": bordcomputer.latency().as_dict(),
+            },
             "tacho": tacho.summary(),
         }
 
@@ -241,14 +321,26 @@ class Fahrer:
         return fahrschule.trainieren(user=user or self.user)
 
 
-def _decision_from_data(data: dict, strecke: Strecke, gear: GearSpec | None, gas: Gas | None) -> Entscheidung:
+def _decision_from_data(
+    data: dict, strecke: Strecke, gear: GearSpec | None, gas: Gas | None
+) -> Entscheidung:
     from garage.engine.types import Reason
 
-    reasons = tuple(Reason(r.get("step", ""), r.get("message", ""), r.get("data", {})) for r in data.get("reasons", []))
+    reasons = tuple(
+        Reason(r.get("step", ""), r.get("message", ""), r.get("data", {}))
+        for r in data.get("reasons", [])
+    )
     return Entscheidung(
-        strecke=strecke, gear=gear, throttle=data.get("throttle", 0.0), pattern=data.get("pattern", "single"),
-        zone=data.get("zone", ""), reasons=reasons, explored=data.get("explored", False),
-        refused=data.get("refused"), gas=gas, legs=data.get("legs", 1),
+        strecke=strecke,
+        gear=gear,
+        throttle=data.get("throttle", 0.0),
+        pattern=data.get("pattern", "single"),
+        zone=data.get("zone", ""),
+        reasons=reasons,
+        explored=data.get("explored", False),
+        refused=data.get("refused"),
+        gas=gas,
+        legs=data.get("legs", 1),
         estimated_cost_usd=Decimal(data.get("estimated_cost_usd", "0")),
         reserve_usd=Decimal(data.get("reserve_usd", "0")),
     )

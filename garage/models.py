@@ -56,7 +56,8 @@ class Provider(models.Model):
     probe_detail = models.CharField(max_length=300, blank=True, editable=False)
     probe_at = models.DateTimeField(null=True, blank=True, editable=False)
     misconfigured = models.CharField(
-        max_length=300, blank=True,
+        max_length=300,
+        blank=True,
         help_text="Set when the provider rejected the credentials (401/403); cleared on success.",
     )
 

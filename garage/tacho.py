@@ -9,8 +9,16 @@ from django.utils import timezone
 from fahrtenbuch.models import TachoMinute, Trip, TripStatus
 from garage import bordcomputer
 
-FIELDS = ("trips", "succeeded", "failed", "input_tokens", "output_tokens", "thinking_tokens",
-          "cost_usd", "latency_ms_sum")
+FIELDS = (
+    "trips",
+    "succeeded",
+    "failed",
+    "input_tokens",
+    "output_tokens",
+    "thinking_tokens",
+    "cost_usd",
+    "latency_ms_sum",
+)
 
 
 def _window(minutes: int, now=None) -> dict:
@@ -22,7 +30,9 @@ def _window(minutes: int, now=None) -> dict:
         "trips": trips,
         "succeeded": sums["succeeded"] or 0,
         "failed": sums["failed"] or 0,
-        "tokens": (sums["input_tokens"] or 0) + (sums["output_tokens"] or 0) + (sums["thinking_tokens"] or 0),
+        "tokens": (sums["input_tokens"] or 0)
+        + (sums["output_tokens"] or 0)
+        + (sums["thinking_tokens"] or 0),
         "cost_usd": str(sums["cost_usd"] or Decimal(0)),
         "mean_latency_ms": round((sums["latency_ms_sum"] or 0) / trips) if trips else None,
     }
@@ -48,10 +58,12 @@ def per_minute(minutes: int = 60, now=None) -> list[dict]:
     for i in range(minutes):
         minute = since + timedelta(minutes=i)
         r = rows.get(minute)
-        series.append({
-            "minute": minute.isoformat(),
-            "trips": r.trips if r else 0,
-            "tokens": (r.input_tokens + r.output_tokens + r.thinking_tokens) if r else 0,
-            "cost_usd": str(r.cost_usd) if r else "0",
-        })
+        series.append(
+            {
+                "minute": minute.isoformat(),
+                "trips": r.trips if r else 0,
+                "tokens": (r.input_tokens + r.output_tokens + r.thinking_tokens) if r else 0,
+                "cost_usd": str(r.cost_usd) if r else "0",
+            }
+        )
     return series

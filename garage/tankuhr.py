@@ -70,7 +70,9 @@ def _lock_budget() -> Budget:
     return Budget.objects.select_for_update().get(name="default")
 
 
-def reserve(*, amount: Decimal, gear=None, trip=None, leg=None, now: datetime | None = None) -> SpendEntry:
+def reserve(
+    *, amount: Decimal, gear=None, trip=None, leg=None, now: datetime | None = None
+) -> SpendEntry:
     """Hold ``amount`` USD before a call; raises BudgetRefused if a limit would be overshot."""
     if amount < 0:
         raise ValueError("a reservation cannot be negative")

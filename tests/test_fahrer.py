@@ -1,5 +1,6 @@
 """The Fahrer end to end in-process: decide, drive on the Prüfstand, record, learn."""
 
+import contextlib
 import json
 from decimal import Decimal
 
@@ -49,10 +50,8 @@ def dry_run(*args) -> dict:
     from io import StringIO
 
     out = StringIO()
-    try:
+    with contextlib.suppress(SystemExit):  # a refused trip exits 1 after printing
         call_command("fahren", *args, "--dry-run", "--json", "--seed", "1", stdout=out)
-    except SystemExit:
-        pass
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 

@@ -46,7 +46,7 @@ def test_settling_twice_counts_once(budget):
 
 def test_a_reservation_over_the_daily_limit_is_refused_with_the_numbers(budget):
     tankuhr.reserve(amount=Decimal("9"))
-    with pytest.raises(tankuhr.BudgetRefused, match="daily limit 10.00 USD"):
+    with pytest.raises(tankuhr.BudgetRefused, match=r"daily limit 10\.00 USD"):
         tankuhr.reserve(amount=Decimal("1.5"))
     assert SpendEntry.objects.count() == 1
 

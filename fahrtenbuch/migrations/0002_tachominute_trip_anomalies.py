@@ -5,33 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('fahrtenbuch', '0001_initial'),
+        ("fahrtenbuch", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TachoMinute',
+            name="TachoMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField(unique=True)),
-                ('trips', models.PositiveIntegerField(default=0)),
-                ('succeeded', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('thinking_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('latency_ms_sum', models.PositiveBigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField(unique=True)),
+                ("trips", models.PositiveIntegerField(default=0)),
+                ("succeeded", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                ("thinking_tokens", models.PositiveBigIntegerField(default=0)),
+                (
+                    "cost_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                ("latency_ms_sum", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-minute'],
+                "ordering": ["-minute"],
             },
         ),
         migrations.AddField(
-            model_name='trip',
-            name='anomalies',
-            field=models.JSONField(blank=True, default=list, help_text='Flags such as token explosion or a latency outlier.'),
+            model_name="trip",
+            name="anomalies",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Flags such as token explosion or a latency outlier.",
+            ),
         ),
     ]

@@ -73,8 +73,9 @@ def effort_for(throttle: float) -> str:
     return "medium" if throttle < 0.7 else "high"
 
 
-def gas_geben(gear: GearSpec, throttle: float, *, language: str = "en",
-              base_timeout_s: float = 120.0) -> Gas:
+def gas_geben(
+    gear: GearSpec, throttle: float, *, language: str = "en", base_timeout_s: float = 120.0
+) -> Gas:
     """Translate ``throttle`` into the parameters ``gear`` understands."""
     throttle = min(max(float(throttle), 0.0), 1.0)
     answer = int(ANSWER_TOKENS_MIN + throttle * (ANSWER_TOKENS_MAX - ANSWER_TOKENS_MIN))

@@ -87,7 +87,9 @@ class Entscheidung:
             "difficulty": round(self.strecke.difficulty, 3),
             "tempo": self.strecke.tempo,
             "stages": self.strecke.stages,
-            "gear": None if gear is None else {
+            "gear": None
+            if gear is None
+            else {
                 "name": gear.name,
                 "provider": gear.provider,
                 "model_id": gear.model_id,
@@ -139,24 +141,42 @@ def _base(strecke: Strecke, lage: Lage, wunsch: Wunsch) -> _Draft | str:
         if gear is None:
             known = ", ".join(g.name for g in (*lage.gears, *lage.extra_gears))
             return f"Unknown gear {wunsch.gear!r}; choose one of: {known}."
-        return _Draft(gear, road.throttle, road.pattern,
-                      [Reason("base", f"Gear {gear.name} chosen by you.", {"gear": gear.name})],
-                      pinned_gear=True)
+        return _Draft(
+            gear,
+            road.throttle,
+            road.pattern,
+            [Reason("base", f"Gear {gear.name} chosen by you.", {"gear": gear.name})],
+            pinned_gear=True,
+        )
     policy = lage.policies.get(road.slug)
     if policy is not None and policy.samples >= lage.min_samples and lage.gear(policy.gear):
-        return _Draft(lage.gear(policy.gear), policy.throttle, policy.pattern, [Reason(
-            "base",
-            f"Learned policy for {road.slug}: {policy.gear} at {policy.throttle:.2f} "
-            f"from {policy.samples} trips.",
-            {"source": "policy", "gear": policy.gear, "samples": policy.samples},
-        )])
+        return _Draft(
+            lage.gear(policy.gear),
+            policy.throttle,
+            policy.pattern,
+            [
+                Reason(
+                    "base",
+                    f"Learned policy for {road.slug}: {policy.gear} at {policy.throttle:.2f} "
+                    f"from {policy.samples} trips.",
+                    {"source": "policy", "gear": policy.gear, "samples": policy.samples},
+                )
+            ],
+        )
     gear = lage.gear(road.default_gear)
     why = "" if policy is None else f" (policy has {policy.samples} of {lage.min_samples} trips)"
-    return _Draft(gear, road.throttle, road.pattern, [Reason(
-        "base",
-        f"Road {road.slug}: default gear {road.default_gear}, throttle {road.throttle:.2f}{why}.",
-        {"source": "road", "gear": road.default_gear},
-    )])
+    return _Draft(
+        gear,
+        road.throttle,
+        road.pattern,
+        [
+            Reason(
+                "base",
+                f"Road {road.slug}: default gear {road.default_gear}, throttle {road.throttle:.2f}{why}.",
+                {"source": "road", "gear": road.default_gear},
+            )
+        ],
+    )
 
 
 def _throttle(draft: _Draft, strecke: Strecke, wunsch: Wunsch) -> None:
@@ -180,10 +200,13 @@ def _throttle(draft: _Draft, strecke: Strecke, wunsch: Wunsch) -> None:
         notes.append("thorough: up")
     draft.throttle = _clamp(draft.throttle)
     if notes:
-        draft.reasons.append(Reason(
-            "throttle", f"Throttle {before:.2f} → {draft.throttle:.2f} ({'; '.join(notes)}).",
-            {"from": before, "to": draft.throttle},
-        ))
+        draft.reasons.append(
+            Reason(
+                "throttle",
+                f"Throttle {before:.2f} → {draft.throttle:.2f} ({'; '.join(notes)}).",
+                {"from": before, "to": draft.throttle},
+            )
+        )
 
 
 def _shift(draft: _Draft, strecke: Strecke, lage: Lage) -> None:
@@ -200,8 +223,13 @@ def _shift(draft: _Draft, strecke: Strecke, lage: Lage) -> None:
     shifted = _nearest(lage, target, gear.provider, lambda g: g.tier == target)
     if shifted is not None:
         draft.gear = shifted
-        draft.reasons.append(Reason("shift", f"{why}: {gear.name} → {shifted.name}.",
-                                    {"from": gear.name, "to": shifted.name}))
+        draft.reasons.append(
+            Reason(
+                "shift",
+                f"{why}: {gear.name} → {shifted.name}.",
+                {"from": gear.name, "to": shifted.name},
+            )
+        )
 
 
 def _explore(draft: _Draft, lage: Lage, rng: random.Random) -> None:
@@ -210,22 +238,30 @@ def _explore(draft: _Draft, lage: Lage, rng: random.Random) -> None:
     if rng.random() >= lage.epsilon:
         return
     current = draft.gear
-    neighbours = [g for g in lage.gears if g.name != current.name and abs(g.tier - current.tier) <= 1]
+    neighbours = [
+        g for g in lage.gears if g.name != current.name and abs(g.tier - current.tier) <= 1
+    ]
     if neighbours and rng.random() < 0.5:
         draft.gear = rng.choice(neighbours)
         draft.explored = True
-        draft.reasons.append(Reason(
-            "exploration", f"Exploring (ε={lage.epsilon:.3f}): trying {draft.gear.name} instead of {current.name}.",
-            {"from": current.name, "to": draft.gear.name},
-        ))
+        draft.reasons.append(
+            Reason(
+                "exploration",
+                f"Exploring (ε={lage.epsilon:.3f}): trying {draft.gear.name} instead of {current.name}.",
+                {"from": current.name, "to": draft.gear.name},
+            )
+        )
         return
     before = draft.throttle
     draft.throttle = _clamp(before + rng.choice((-0.2, 0.2)))
     draft.explored = True
-    draft.reasons.append(Reason(
-        "exploration", f"Exploring (ε={lage.epsilon:.3f}): throttle {before:.2f} → {draft.throttle:.2f}.",
-        {"from": before, "to": draft.throttle},
-    ))
+    draft.reasons.append(
+        Reason(
+            "exploration",
+            f"Exploring (ε={lage.epsilon:.3f}): throttle {before:.2f} → {draft.throttle:.2f}.",
+            {"from": before, "to": draft.throttle},
+        )
+    )
 
 
 def _violations(gear: GearSpec, strecke: Strecke, lage: Lage) -> list[str]:
@@ -244,7 +280,9 @@ def _violations(gear: GearSpec, strecke: Strecke, lage: Lage) -> list[str]:
         problems.append(lage.unavailable[gear.name])
     needed = strecke.prompt_tokens + SYSTEM_PROMPT_TOKENS + min(1024, gear.max_output_tokens)
     if needed > gear.context_window:
-        problems.append(f"prompt of ~{strecke.prompt_tokens} tokens exceeds its {gear.context_window}-token window")
+        problems.append(
+            f"prompt of ~{strecke.prompt_tokens} tokens exceeds its {gear.context_window}-token window"
+        )
     return problems
 
 
@@ -260,20 +298,26 @@ def _constrain(draft: _Draft, strecke: Strecke, lage: Lage) -> str | None:
     if draft.pinned_gear:
         return f"Gear {name} refused: {'; '.join(problems)}."
     replacement = _nearest(
-        lage, gear.tier if gear else 3, gear.provider if gear else "",
+        lage,
+        gear.tier if gear else 3,
+        gear.provider if gear else "",
         lambda g: not _violations(g, strecke, lage),
     )
     if replacement is None:
         fuel = lage.fuel
         hint = (
             " Enable a local zero-cost gear (Ollama, llama.cpp) or raise the budget."
-            if fuel.tier_cap == 0 else ""
+            if fuel.tier_cap == 0
+            else ""
         )
         return f"No allowed gear: {name} is out ({'; '.join(problems)}) and no other gear may drive.{hint}"
-    draft.reasons.append(Reason(
-        "constraint", f"{name} is out ({'; '.join(problems)}): using {replacement.name} (G{replacement.tier}).",
-        {"from": name, "to": replacement.name, "problems": problems},
-    ))
+    draft.reasons.append(
+        Reason(
+            "constraint",
+            f"{name} is out ({'; '.join(problems)}): using {replacement.name} (G{replacement.tier}).",
+            {"from": name, "to": replacement.name, "problems": problems},
+        )
+    )
     draft.gear = replacement
     return None
 
@@ -296,19 +340,29 @@ def _pattern(draft: _Draft, strecke: Strecke, wunsch: Wunsch) -> int:
             draft.pattern, why = "single", f"{before} needs several stages, the task has one"
         else:
             why = "the road's pattern"
-        draft.reasons.append(Reason("pattern", f"Pattern {draft.pattern}: {why}.", {"stages": stages}))
-    return {"single": 1, "convoy": stages, "team": stages + 1, "swarm": stages,
-            "hybrid": stages + 2}[draft.pattern]
+        draft.reasons.append(
+            Reason("pattern", f"Pattern {draft.pattern}: {why}.", {"stages": stages})
+        )
+    return {
+        "single": 1,
+        "convoy": stages,
+        "team": stages + 1,
+        "swarm": stages,
+        "hybrid": stages + 2,
+    }[draft.pattern]
 
 
-def kuppeln(strecke: Strecke, lage: Lage, wunsch: Wunsch = Wunsch(),
-            rng: random.Random | None = None) -> Entscheidung:
+def kuppeln(
+    strecke: Strecke, lage: Lage, wunsch: Wunsch = Wunsch(), rng: random.Random | None = None
+) -> Entscheidung:
     """Decide gear, throttle and pattern for an analysed task."""
     rng = rng or random.Random()
     zone = lage.fuel.zone
     base = _base(strecke, lage, wunsch)
     if isinstance(base, str):
-        return Entscheidung(strecke, None, 0.0, "single", zone, (Reason("base", base),), refused=base)
+        return Entscheidung(
+            strecke, None, 0.0, "single", zone, (Reason("base", base),), refused=base
+        )
     draft = base
     _throttle(draft, strecke, wunsch)
     _shift(draft, strecke, lage)
@@ -316,8 +370,16 @@ def kuppeln(strecke: Strecke, lage: Lage, wunsch: Wunsch = Wunsch(),
     refused = _constrain(draft, strecke, lage)
     if refused:
         draft.reasons.append(Reason("refused", refused))
-        return Entscheidung(strecke, None, draft.throttle, draft.pattern, zone, tuple(draft.reasons),
-                            explored=draft.explored, refused=refused)
+        return Entscheidung(
+            strecke,
+            None,
+            draft.throttle,
+            draft.pattern,
+            zone,
+            tuple(draft.reasons),
+            explored=draft.explored,
+            refused=refused,
+        )
     legs = _pattern(draft, strecke, wunsch)
     gear = draft.gear
     gas = gas_geben(gear, draft.throttle, language=strecke.language)
@@ -326,15 +388,23 @@ def kuppeln(strecke: Strecke, lage: Lage, wunsch: Wunsch = Wunsch(),
     estimated = gear.cost(prompt, typical_output) * legs
     reserve = gear.cost(prompt, gas.max_output_tokens) * legs
     return Entscheidung(
-        strecke, gear, draft.throttle, draft.pattern, zone, tuple(draft.reasons),
-        explored=draft.explored, gas=gas, legs=legs,
+        strecke,
+        gear,
+        draft.throttle,
+        draft.pattern,
+        zone,
+        tuple(draft.reasons),
+        explored=draft.explored,
+        gas=gas,
+        legs=legs,
         estimated_cost_usd=estimated.quantize(Decimal("0.00000001")),
         reserve_usd=reserve.quantize(Decimal("0.00000001")),
     )
 
 
-def failover_chain(gear: GearSpec, strecke: Strecke, lage: Lage, *, limit: int = 3,
-                   larger_window: bool = False) -> list[GearSpec]:
+def failover_chain(
+    gear: GearSpec, strecke: Strecke, lage: Lage, *, limit: int = 3, larger_window: bool = False
+) -> list[GearSpec]:
     """The next allowed gears after ``gear`` fails, nearest first (same tier on another
     provider, then down, then up); with ``larger_window`` only gears with a larger context."""
     order = [gear.tier, *range(gear.tier - 1, 0, -1), *range(gear.tier + 1, 6)]

@@ -44,8 +44,13 @@ class GearSpec:
             self.input_price or self.output_price or self.cached_input_price or self.thinking_price
         )
 
-    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0,
-             thinking_tokens: int = 0) -> Decimal:
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int = 0,
+        thinking_tokens: int = 0,
+    ) -> Decimal:
         """USD for one call; cached tokens are part of the input but billed at the cached price."""
         uncached = max(input_tokens - cached_tokens, 0)
         return (
@@ -93,4 +98,8 @@ class Reason:
     data: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "message": self.message, **({"data": self.data} if self.data else {})}
+        return {
+            "step": self.step,
+            "message": self.message,
+            **({"data": self.data} if self.data else {}),
+        }

@@ -4,30 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('garage', '0001_initial'),
+        ("garage", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='provider',
-            name='misconfigured',
-            field=models.CharField(blank=True, help_text='Set when the provider rejected the credentials (401/403); cleared on success.', max_length=300),
+            model_name="provider",
+            name="misconfigured",
+            field=models.CharField(
+                blank=True,
+                help_text="Set when the provider rejected the credentials (401/403); cleared on success.",
+                max_length=300,
+            ),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='probe_at',
+            model_name="provider",
+            name="probe_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='probe_detail',
+            model_name="provider",
+            name="probe_detail",
             field=models.CharField(blank=True, editable=False, max_length=300),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='probe_ok',
+            model_name="provider",
+            name="probe_ok",
             field=models.BooleanField(blank=True, editable=False, null=True),
         ),
     ]

@@ -65,7 +65,7 @@ def fuel(usage: str) -> Fuel:
 
 
 def lage(**kw) -> Lage:
-    base = dict(gears=GEARS, roads=ROADS, fuel=fuel("0"))
+    base = {"gears": GEARS, "roads": ROADS, "fuel": fuel("0")}
     base.update(kw)
     return Lage(**base)
 
@@ -283,7 +283,7 @@ def test_the_decision_never_breaks_a_constraint(
     state = lage(
         fuel=fuel(usage),
         open_breakers=frozenset(broken),
-        unavailable={n: "no key" for n in missing},
+        unavailable=dict.fromkeys(missing, "no key"),
         policies=policies,
         epsilon=epsilon,
         extra_gears=tuple(g for g in ALL_GEARS if g.provider_kind == "pruefstand"),

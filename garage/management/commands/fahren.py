@@ -15,14 +15,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("task", nargs="?", help="The task text.")
         parser.add_argument("--file", type=Path, help="Read one task per line from this file.")
-        parser.add_argument("--dry-run", action="store_true", help="Decide only; no model is called.")
-        parser.add_argument("--json", action="store_true", help="One JSON object per task per line.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Decide only; no model is called."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="One JSON object per task per line."
+        )
         parser.add_argument("--gear", help="Use this gear (by name).")
         parser.add_argument("--throttle", type=float, help="Reasoning level 0–1.")
         parser.add_argument("--pattern", choices=["single", "convoy", "team", "swarm", "hybrid"])
         parser.add_argument("--tempo", choices=["urgent", "normal", "thorough"])
         parser.add_argument("--user", help="Record the trips under this user name.")
-        parser.add_argument("--seed", type=int, help="Seed exploration, for reproducible decisions.")
+        parser.add_argument(
+            "--seed", type=int, help="Seed exploration, for reproducible decisions."
+        )
 
     def handle(self, *args, **opts) -> None:
         tasks = self._tasks(opts)
@@ -32,7 +38,9 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"No user named {opts['user']!r}.")
         fahrer = Fahrer(user=user, seed=opts["seed"])
-        options = {k: opts[k] for k in ("gear", "throttle", "pattern", "tempo") if opts[k] is not None}
+        options = {
+            k: opts[k] for k in ("gear", "throttle", "pattern", "tempo") if opts[k] is not None
+        }
         failed = False
         for task in tasks:
             try:
@@ -45,7 +53,11 @@ class Command(BaseCommand):
                 if len(tasks) == 1:
                     raise CommandError(exc.message) from None
                 result = {"task": task, "error": exc.message, "status": "invalid"}
-            failed = failed or bool(result.get("refused")) or result.get("status") in ("failed", "refused", "invalid")
+            failed = (
+                failed
+                or bool(result.get("refused"))
+                or result.get("status") in ("failed", "refused", "invalid")
+            )
             self._print(task, result, opts)
         if failed and len(tasks) == 1:
             sys.exit(1)
@@ -61,7 +73,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{opts['file']} holds no task (one per line).")
             return tasks
         if not opts["task"]:
-            raise CommandError('Give a task, e.g. manage.py fahren "Fix the login bug", or --file PATH.')
+            raise CommandError(
+                'Give a task, e.g. manage.py fahren "Fix the login bug", or --file PATH.'
+            )
         return [opts["task"]]
 
     def _stream(self, text: str) -> None:
