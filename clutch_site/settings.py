@@ -133,7 +133,12 @@ else:
                     "PRAGMA cache_size=-65536;"
                 ),
             },
-            "TEST": {"NAME": str(DATA_DIR / "test-clutch.sqlite3")},
+            # A file, not memory: tests run Huey consumers in other processes on it.
+            "TEST": {
+                "NAME": os.environ.get(
+                    "CLUTCH_TEST_SQLITE_PATH", str(DATA_DIR / "test-clutch.sqlite3")
+                )
+            },
         }
     }
 
@@ -157,10 +162,18 @@ if REDIS_URL:
 else:
     HUEY = {
         "huey_class": "huey.SqliteHuey",
-        "name": "clutch",
+        "name": os.environ.get("CLUTCH_HUEY_NAME", "clutch"),
         "filename": os.environ.get("CLUTCH_HUEY_PATH", str(DATA_DIR / "huey.sqlite3")),
         "immediate": False,
-        "consumer": {"workers": 4, "worker_type": "thread"},
+        # SqliteHuey is polled: start at 10 ms and never sleep more than 100 ms while idle,
+        # so a new trip waits at most that long for a worker.
+        "consumer": {
+            "workers": 4,
+            "worker_type": "thread",
+            "initial_delay": 0.01,
+            "backoff": 1.15,
+            "max_delay": 0.1,
+        },
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -197,8 +210,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Where the default tables (gears, roads, budget, fitness criteria) are read from.
 CLUTCH_CONFIG_DIR = Path(os.environ.get("CLUTCH_CONFIG_DIR", BASE_DIR / "config"))
 
-# Longest task text accepted, in characters.
+# Longest task text accepted, in characters; request bodies may be a little larger so that
+# an oversized task gets the 413 that names this limit.
 CLUTCH_MAX_TASK_CHARS = int(os.environ.get("CLUTCH_MAX_TASK_CHARS", "100000"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, CLUTCH_MAX_TASK_CHARS * 4 + 65536)
 
 LOGGING = {
     "version": 1,

@@ -91,6 +91,9 @@ class Trip(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from the worker driving it."
     )
+    resumed = models.PositiveSmallIntegerField(
+        default=0, help_text="How often recovery restarted it after its worker died."
+    )
 
     feedback = models.SmallIntegerField(
         null=True, blank=True, choices=[(1, "thumbs up"), (-1, "thumbs down")]

@@ -1,5 +1,7 @@
-"""Writes to the trip log: submit, events, legs, finish, feedback."""
+"""Writes to the trip log: submit, events, legs, finish, feedback, recovery."""
 
+import os
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -204,3 +206,70 @@ def trip_feedback(trip: Trip, *, thumbs: int, note: str = "") -> Trip:
     trip.save(update_fields=["feedback", "feedback_note", "feedback_at"])
     trip_event(trip.pk, "feedback", thumbs=thumbs, note=trip.feedback_note)
     return trip
+
+
+def stale_after_s() -> float:
+    return float(os.environ.get("CLUTCH_STALE_AFTER_S", "30"))
+
+
+def trip_submit(
+    *, user, task: str, options: dict, idempotency_key: str | None = None
+) -> tuple[Trip, bool]:
+    """Decide and record a trip, then hand it to a worker once the transaction commits."""
+    from fahrtenbuch.tasks import run_trip
+    from garage.fahrer import Fahrer
+
+    with transaction.atomic():
+        trip, created = Fahrer(user=user).submit(task, idempotency_key=idempotency_key, **options)
+        if created and trip.status == TripStatus.QUEUED:
+            transaction.on_commit(lambda: run_trip(trip.pk))
+    return trip, created
+
+
+def trips_recover(*, enqueue, now=None) -> dict:
+    """Trips whose worker died: resume them once, fail them the second time, with the reason.
+
+    A running trip is orphaned when its heartbeat is older than CLUTCH_STALE_AFTER_S. Its held
+    reservations are settled at the reserved amount (the dead call may have been billed), its
+    running legs are marked failed, and it goes back to the queue — or fails if it already
+    came back once. Queued trips older than that are enqueued again (the claim is atomic, so a
+    duplicate does no harm).
+    """
+    from fahrtenbuch.models import Leg, LegStatus, SpendEntry, SpendState
+    from garage import tankuhr
+
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=stale_after_s())
+    resumed, failed, requeued = [], [], []
+    for trip in Trip.objects.filter(status=TripStatus.RUNNING, heartbeat_at__lt=limit).order_by(
+        "id"
+    ):
+        for entry in SpendEntry.objects.filter(leg__trip=trip, state=SpendState.HELD):
+            tankuhr.settle(entry, actual=entry.reserved_usd)
+        why = f"its worker stopped while driving it (no heartbeat for {stale_after_s():g} s)"
+        Leg.objects.filter(trip=trip, status=LegStatus.RUNNING).update(
+            status=LegStatus.FAILED, error=why, error_kind="worker_lost", finished_at=now
+        )
+        if trip.resumed < 1:
+            back = Trip.objects.filter(
+                pk=trip.pk, status=TripStatus.RUNNING, heartbeat_at__lt=limit
+            ).update(status=TripStatus.QUEUED, resumed=F("resumed") + 1, heartbeat_at=None)
+            if back:
+                trip_event(trip.pk, "status", status=TripStatus.QUEUED, error=f"resumed: {why}")
+                resumed.append(trip.pk)
+                enqueue(trip.pk)
+        elif trip_finish(
+            trip,
+            status=TripStatus.FAILED,
+            fields={
+                "error": f"{why}; it had been resumed once already",
+                "error_kind": "worker_lost",
+            },
+        ):
+            failed.append(trip.pk)
+    for trip_id in Trip.objects.filter(status=TripStatus.QUEUED, created_at__lt=limit).values_list(
+        "id", flat=True
+    )[:500]:
+        enqueue(trip_id)
+        requeued.append(trip_id)
+    return {"resumed": resumed, "failed": failed, "requeued": requeued}

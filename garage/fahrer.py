@@ -18,7 +18,7 @@ from fahrtenbuch.models import Trip, TripStatus
 from garage import bordcomputer, getriebe, tacho
 from garage.engine.gas import Gas, gas_geben
 from garage.engine.kupplung import PATTERNS, Entscheidung, Lage, Wunsch, kuppeln
-from garage.engine.strecke import Streckenanalyse
+from garage.engine.strecke import analyser_for
 from garage.engine.types import GearSpec, Strecke
 from garage.fahrt import Fahrt, Handler, plan_phases
 from garage.motorblock.pruefstand import Pruefplan, Pruefstand
@@ -140,7 +140,7 @@ class Fahrer:
 
     def analyse(self, task: str, *, tempo: str | None = None, lage: Lage | None = None) -> Strecke:
         lage = lage or self.lage()
-        return Streckenanalyse(list(lage.roads.values())).analyse(task, tempo=tempo)
+        return analyser_for(lage.roads.values()).analyse(task, tempo=tempo)
 
     def entscheiden(self, task: str, **options) -> Entscheidung:
         """The decision only; nothing runs and nothing is recorded."""
@@ -161,20 +161,26 @@ class Fahrer:
 
     # --- driving ----------------------------------------------------------------------
 
-    def submit(self, task: str, *, idempotency_key: str | None = None, **options) -> Trip:
-        """Analyse, decide and record a trip (queued, or refused with its reason)."""
+    def submit(
+        self, task: str, *, idempotency_key: str | None = None, **options
+    ) -> tuple[Trip, bool]:
+        """Analyse, decide and record a trip (queued, or refused with its reason).
+        Returns (trip, created); an idempotency key seen before returns the first trip."""
         task, options = clean_options(task, options)
+        if idempotency_key and self.user is not None:
+            existing = Trip.objects.filter(user=self.user, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return existing, False
         lage = self.lage()
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
         decision = self._decide(strecke, lage, options)
-        trip, _ = log.trip_create(
+        return log.trip_create(
             user=self.user,
             task=task,
             options=options,
             decision=decision,
             idempotency_key=idempotency_key,
         )
-        return trip
 
     def drive(self, trip_id: int, *, handler: Handler | None = None, on_delta=None) -> Trip:
         """Run a queued trip to its end. Safe to call twice: only one caller claims it."""
@@ -251,7 +257,7 @@ class Fahrer:
         **options,
     ) -> Ergebnis:
         """Submit and drive a trip in this process; returns the result with its config."""
-        trip = self.submit(task, idempotency_key=idempotency_key, **options)
+        trip, _ = self.submit(task, idempotency_key=idempotency_key, **options)
         if trip.status == TripStatus.QUEUED:
             trip = self.drive(trip.pk, handler=handler, on_delta=on_delta)
         return self.ergebnis(trip)

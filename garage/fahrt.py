@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
+from django.db.models import Max
 
 from fahrtenbuch import services as log
 from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
@@ -35,6 +36,7 @@ RETRY_AFTER_CAP_S = 30.0
 FLUSH_EVERY_S = 0.1
 FLUSH_CHARS = 400
 WATCH_EVERY_S = 0.5
+HEARTBEAT_EVERY_S = 5.0  # recovery takes a trip as orphaned after CLUTCH_STALE_AFTER_S (30 s)
 DEFAULT_MEMBERS = {
     "en": ["implementation", "tests", "review"],
     "de": ["Implementierung", "Tests", "Review"],
@@ -188,7 +190,8 @@ class Fahrt:
         self.trip, self.gear, self.lage, self.strecke, self.gas = trip, gear, lage, strecke, gas
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
         self.totals = Totals()
-        self.position = 0
+        # A resumed trip keeps the legs of its first run; new legs number on from them.
+        self.position = trip.legs.aggregate(n=Max("position"))["n"] or 0
         self.buffer: dict[int, str] = {}
         self.buffered = 0
         self.started = time.perf_counter()
@@ -227,7 +230,8 @@ class Fahrt:
             await self._flush()
 
     async def _watch(self, main: asyncio.Task) -> None:
-        """Heartbeat, and cancel the trip's calls when someone cancels the trip."""
+        """Cancel the trip's calls when someone cancels the trip; beat the heart meanwhile."""
+        last_beat = time.monotonic()
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             status = await db(
@@ -238,7 +242,9 @@ class Fahrt:
             if status != TripStatus.RUNNING:
                 main.cancel()
                 return
-            await db(log.trip_heartbeat)(self.trip.pk)
+            if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                await db(log.trip_heartbeat)(self.trip.pk)
+                last_beat = time.monotonic()
 
     # --- one call -----------------------------------------------------------------------
 
@@ -337,7 +343,12 @@ class Fahrt:
                 if gear.name == self.gear.name
                 else gas_geben(gear, self.gas.wert, language=self.strecke.language)
             )
-            outcome = await self._try_gear(gear, gear_row, gas, prompt, position, leg, attempts)
+            try:
+                outcome = await self._try_gear(gear, gear_row, gas, prompt, position, leg, attempts)
+            except asyncio.CancelledError:
+                stopped = MotorError(ErrorKind.CANCELLED, "cancelled while the call was running")
+                await asyncio.shield(db(self._leg_failed)(leg, stopped, attempts))
+                raise
             if isinstance(outcome, Antwort):
                 await db(self._leg_done)(leg, gear_row, outcome, attempts)
                 self.totals.add(outcome)
@@ -543,8 +554,11 @@ class Fahrt:
         from django.utils import timezone
 
         leg = (
+            # The timeout cancelled the leg's call, which marked it cancelled: it timed out.
             Leg.objects.filter(
-                trip_id=self.trip.pk, title=plan.title[:200], status=LegStatus.RUNNING
+                trip_id=self.trip.pk,
+                title=plan.title[:200],
+                status__in=(LegStatus.RUNNING, LegStatus.CANCELLED),
             )
             .order_by("-id")
             .first()
@@ -554,6 +568,15 @@ class Fahrt:
             leg.error = f"item timed out after {self.item_timeout_s:g} s"
             leg.finished_at = timezone.now()
             leg.save(update_fields=["status", "error", "error_kind", "finished_at"])
+            log.trip_event(
+                leg.trip_id,
+                "leg",
+                position=leg.position,
+                status=leg.status,
+                gear=leg.gear_name,
+                title=leg.title,
+                error=leg.error,
+            )
 
     async def _drive(self, phases: list[Phase]) -> str:
         outputs: list[str] = []

@@ -115,3 +115,75 @@ def db_snapshot(db) -> Callable[[], dict[str, list[dict]]]:
         }
 
     return snapshot
+
+
+@pytest.fixture
+def start_consumer(transactional_db, settings, tmp_path):
+    """Start real Huey consumers in their own processes, on this test's database and queue.
+    Every consumer started is stopped when the test ends."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    started = []
+
+    def start(**extra_env) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "CLUTCH_PRUEFSTAND_LATENCY": "0",
+            "CLUTCH_RETRY_BASE_S": "0",
+            **extra_env,
+        }
+        db = settings.DATABASES["default"]
+        if connection.vendor == "sqlite":
+            env["CLUTCH_SQLITE_PATH"] = db["NAME"]
+        else:
+            env["CLUTCH_DATABASE_URL"] = (
+                f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
+                f"{db['PORT'] or 5432}/{db['NAME']}"
+            )
+        log = tmp_path / f"consumer-{len(started)}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "run_huey",
+                    "--workers",
+                    "4",
+                    "--worker-type",
+                    "thread",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=settings.BASE_DIR,
+                start_new_session=True,
+            )
+        process.log = log
+        started.append(process)
+        deadline = time.monotonic() + 30
+        while "Huey consumer started" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Huey consumer did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def huey_consumer(start_consumer):
+    """One real Huey consumer in its own process."""
+    return start_consumer()

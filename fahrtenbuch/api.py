@@ -1,0 +1,212 @@
+"""The trip API: route, submit, run, list, read, cancel, feedback."""
+
+import asyncio
+import time
+
+from asgiref.sync import sync_to_async
+from ninja import Query, Router, Schema, Status
+
+from fahrtenbuch import selectors, services
+from fahrtenbuch.models import Trip
+from fahrtenbuch.schemas import (
+    DecisionOut,
+    ErrorOut,
+    FeedbackIn,
+    RunIn,
+    RunOut,
+    SubmitOut,
+    TripDetailOut,
+    TripIn,
+    TripOut,
+    TripPageOut,
+    TripStatusName,
+)
+from garage.fahrer import Fahrer
+
+router = Router(tags=["trips"])
+ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+
+
+def trip_out(trip: Trip) -> dict:
+    return {
+        "id": trip.pk,
+        "user": trip.user.get_username() if trip.user_id else None,
+        "status": trip.status,
+        "task": trip.task,
+        "road": trip.road,
+        "gear": trip.gear_name,
+        "throttle": trip.throttle,
+        "pattern": trip.pattern,
+        "tempo": trip.tempo,
+        "zone": trip.zone,
+        "explored": trip.explored,
+        "simulated": trip.simulated,
+        "reasons": trip.reasons,
+        "output": trip.output,
+        "error": trip.error,
+        "error_kind": trip.error_kind,
+        "usage": {
+            "input_tokens": trip.input_tokens,
+            "output_tokens": trip.output_tokens,
+            "cached_tokens": trip.cached_tokens,
+            "thinking_tokens": trip.thinking_tokens,
+        },
+        "estimated_cost_usd": str(trip.estimated_cost_usd),
+        "cost_usd": str(trip.cost_usd),
+        "latency_ms": trip.latency_ms,
+        "ttft_ms": trip.ttft_ms,
+        "retries": trip.retries,
+        "failovers": trip.failovers,
+        "anomalies": trip.anomalies,
+        "feedback": trip.feedback,
+        "feedback_note": trip.feedback_note,
+        "created_at": trip.created_at,
+        "started_at": trip.started_at,
+        "finished_at": trip.finished_at,
+    }
+
+
+def trip_detail_out(trip: Trip) -> dict:
+    legs = [
+        {
+            **{
+                f: getattr(leg, f)
+                for f in (
+                    "position",
+                    "phase",
+                    "role",
+                    "title",
+                    "gear_name",
+                    "status",
+                    "output",
+                    "error",
+                    "error_kind",
+                    "attempts",
+                    "input_tokens",
+                    "output_tokens",
+                    "thinking_tokens",
+                    "latency_ms",
+                    "ttft_ms",
+                    "simulated",
+                )
+            },
+            "cost_usd": str(leg.cost_usd),
+        }
+        for leg in trip.legs.order_by("position")
+    ]
+    return {**trip_out(trip), "legs": legs}
+
+
+def decision_out(trip: Trip) -> dict:
+    event = trip.events.filter(kind="decision").first()
+    return event.data if event else {}
+
+
+@router.post("/route", response={200: DecisionOut, **ERRORS}, summary="Decide only: nothing runs")
+def route(request, payload: TripIn):
+    decision = Fahrer(user=request.auth).entscheiden(payload.task, **payload.options())
+    return decision.as_dict()
+
+
+@router.post("/trips", response={202: SubmitOut, **ERRORS}, summary="Submit a trip to the workers")
+def submit(request, payload: TripIn):
+    trip, created = services.trip_submit(
+        user=request.auth,
+        task=payload.task,
+        options=payload.options(),
+        idempotency_key=payload.idempotency_key,
+    )
+    return Status(202, {"trip": trip_out(trip), "decision": decision_out(trip), "created": created})
+
+
+def _status(trip_id: int) -> str | None:
+    return Trip.objects.filter(pk=trip_id).values_list("status", flat=True).first()
+
+
+@router.post(
+    "/run",
+    response={200: RunOut, 202: RunOut, **ERRORS},
+    summary="Submit and wait for the result (202 with the trip if it takes longer)",
+)
+async def run(request, payload: RunIn):
+    user = request.auth
+    trip, _ = await sync_to_async(services.trip_submit)(
+        user=user,
+        task=payload.task,
+        options=payload.options(),
+        idempotency_key=payload.idempotency_key,
+    )
+    deadline = time.monotonic() + payload.wait_s
+    pause = 0.002
+    status = trip.status
+    while status in ("queued", "running") and time.monotonic() < deadline:
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.05)
+        status = await sync_to_async(_status)(trip.pk)
+    trip = await sync_to_async(Trip.objects.select_related("user").get)(pk=trip.pk)
+    detail = await sync_to_async(trip_detail_out)(trip)
+    if trip.is_finished:
+        return Status(
+            200, {"finished": True, "message": f"Trip {trip.pk} {trip.status}.", "trip": detail}
+        )
+    return Status(
+        202,
+        {
+            "finished": False,
+            "trip": detail,
+            "message": f"Trip {trip.pk} is still {trip.status} after {payload.wait_s:g} s; "
+            f"poll GET /api/trips/{trip.pk}.",
+        },
+    )
+
+
+class TripFilters(Schema):
+    status: TripStatusName | None = None
+    road: str | None = None
+    gear: str | None = None
+    user: str | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+@router.get("/trips", response={200: TripPageOut, **ERRORS}, summary="Trips, newest first")
+def list_trips(request, filters: Query[TripFilters]):
+    if not 1 <= filters.limit <= 500:
+        raise services.ApplicationError("limit must be from 1 to 500.")
+    trips, next_before = selectors.trip_page(
+        request.auth,
+        status=filters.status,
+        road=filters.road,
+        gear=filters.gear,
+        owner=filters.user,
+        before=filters.before,
+        limit=filters.limit,
+    )
+    return {"items": [trip_out(t) for t in trips], "next_before": next_before}
+
+
+@router.get(
+    "/trips/{int:trip_id}",
+    response={200: TripDetailOut, **ERRORS},
+    summary="One trip with its legs",
+)
+def get_trip(request, trip_id: int):
+    return trip_detail_out(selectors.trip_for(request.auth, trip_id))
+
+
+@router.post(
+    "/trips/{int:trip_id}/cancel", response={200: TripOut, **ERRORS}, summary="Cancel a trip"
+)
+def cancel(request, trip_id: int):
+    trip = selectors.trip_for(request.auth, trip_id)
+    return trip_out(services.trip_cancel(trip, by=request.auth.get_username()))
+
+
+@router.post(
+    "/trips/{int:trip_id}/feedback",
+    response={200: TripOut, **ERRORS},
+    summary="Thumbs up or down, with a correction note",
+)
+def feedback(request, trip_id: int, payload: FeedbackIn):
+    trip = selectors.trip_for(request.auth, trip_id)
+    return trip_out(services.trip_feedback(trip, thumbs=payload.thumbs, note=payload.note))

@@ -1,0 +1,11 @@
+"""Loaded with -p before Django's settings: give each test process its own Huey queue and
+test database, so tests never share them with a running cockpit or each other (xdist workers)."""
+
+import os
+import tempfile
+
+_queue_dir = tempfile.mkdtemp(prefix="clutch-test-queue-")
+os.environ["CLUTCH_HUEY_PATH"] = os.path.join(_queue_dir, "huey.sqlite3")
+os.environ["CLUTCH_HUEY_NAME"] = f"clutch-test-{os.getpid()}"
+# The test database too: two test runs at once (or a run beside a cockpit) never share a file.
+os.environ["CLUTCH_TEST_SQLITE_PATH"] = os.path.join(_queue_dir, "test.sqlite3")
