@@ -3,9 +3,10 @@ test database, so tests never share them with a running cockpit or each other (x
 
 import os
 import tempfile
+from pathlib import Path
 
-_queue_dir = tempfile.mkdtemp(prefix="clutch-test-queue-")
-os.environ["CLUTCH_HUEY_PATH"] = os.path.join(_queue_dir, "huey.sqlite3")
+_queue_dir = Path(tempfile.mkdtemp(prefix="clutch-test-queue-"))
+os.environ["CLUTCH_HUEY_PATH"] = str(_queue_dir / "huey.sqlite3")
 os.environ["CLUTCH_HUEY_NAME"] = f"clutch-test-{os.getpid()}"
 # The test database too: two test runs at once (or a run beside a cockpit) never share a file.
-os.environ["CLUTCH_TEST_SQLITE_PATH"] = os.path.join(_queue_dir, "test.sqlite3")
+os.environ["CLUTCH_TEST_SQLITE_PATH"] = str(_queue_dir / "test.sqlite3")

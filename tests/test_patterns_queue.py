@@ -1,6 +1,7 @@
 """All five patterns, the lifecycle, cancel and recovery — through the real queue: a Huey
 consumer in its own process, as `make run` starts it."""
 
+import itertools
 import os
 import signal
 import time
@@ -68,7 +69,7 @@ def test_convoy_feeds_each_output_into_the_next_step(member, car, huey_consumer)
     assert trip.status == "succeeded"
     legs = list(trip.legs.order_by("position"))
     assert [leg.title for leg in legs] == steps and {leg.role for leg in legs} == {"step"}
-    for before, after in zip(legs, legs[1:], strict=False):
+    for before, after in itertools.pairwise(legs):
         assert before.output in after.prompt
     assert trip.output == legs[-1].output
 

@@ -11,21 +11,26 @@ import httpx
 
 from garage.motorblock.base import ErrorKind, MotorError, ProviderConfig
 
-_clients: dict[tuple[int, str], httpx.AsyncClient] = {}
+_clients: dict[tuple[int, str], tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
 
 
 def client(provider: ProviderConfig) -> httpx.AsyncClient:
     """One pooled client per (event loop, provider): connections are reused across calls."""
     loop = asyncio.get_running_loop()
+    for key, (owner, _) in list(_clients.items()):
+        if owner.is_closed():
+            # async_to_sync runs every trip on a new loop; a client left from an ended loop
+            # is dropped so its pooled sockets are collected instead of piling up.
+            _clients.pop(key, None)
     key = (id(loop), provider.name)
-    found = _clients.get(key)
-    if found is None or found.is_closed:
+    owner, found = _clients.get(key, (None, None))
+    if found is None or owner is not loop or found.is_closed:
         limits = httpx.Limits(
             max_connections=max(provider.max_concurrency, 1) * 4,
             max_keepalive_connections=max(provider.max_concurrency, 1) * 4,
         )
         found = httpx.AsyncClient(limits=limits, http2=False, follow_redirects=False)
-        _clients[key] = found
+        _clients[key] = (loop, found)
     return found
 
 
@@ -40,7 +45,15 @@ def timeout(provider: ProviderConfig, read_s: float | None = None) -> httpx.Time
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or an HTTP date), or None."""
+    """Seconds from a Retry-After header (delta seconds or an HTTP date), or None.
+
+    OpenAI also sends ``retry-after-ms``, the more precise of the two when present."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
     value = headers.get("retry-after")
     if not value:
         return None
@@ -62,6 +75,8 @@ CONTEXT_PHRASES = (
     "maximum context",
     "input token count",
     "exceeds the context window",
+    "exceed context limit",
+    "context size",  # llama.cpp: "exceeds the available context size", "Context size has been exceeded"
 )
 
 
@@ -96,6 +111,24 @@ def transport_error(exc: Exception, provider: str) -> MotorError:
     )
 
 
+def stream_error(exc: Exception, provider: str) -> MotorError:
+    """A transport failure after the stream began: a timeout, or the stream cut short."""
+    if isinstance(exc, httpx.TimeoutException):
+        return transport_error(exc, provider)
+    return MotorError(
+        ErrorKind.RETRYABLE,
+        f"{provider}: stream ended before its final event ({type(exc).__name__}: {exc})",
+    )
+
+
+def json_or_none(body: bytes | str):
+    """The decoded JSON of a body, or None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def error_message(body: bytes) -> str:
     """The human message out of a provider's JSON error body, whatever its shape."""
     try:
@@ -115,14 +148,23 @@ def error_message(body: bytes) -> str:
     return str(data)[:500]
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """(event name, data) pairs of a server-sent event stream."""
-    event, data = "", []
+async def sse_events(
+    response: httpx.Response, *, unframed: bool = False
+) -> AsyncIterator[tuple[str, str]]:
+    """(event name, data) pairs of a server-sent event stream.
+
+    With ``unframed``, lines that are no SSE field (some servers write a JSON error into the
+    stream without ``data:``) are gathered and yielded as ("unframed", text) at the next blank
+    line or the end of the stream; otherwise they are ignored, as the SSE spec says.
+    """
+    event, data, raw = "", [], []
     async for line in response.aiter_lines():
         if line == "":
             if data:
                 yield event or "message", "\n".join(data)
-            event, data = "", []
+            if raw:
+                yield "unframed", "\n".join(raw)
+            event, data, raw = "", [], []
             continue
         if line.startswith(":"):
             continue
@@ -132,8 +174,12 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]
             event = value
         elif name == "data":
             data.append(value)
+        elif unframed and name not in ("id", "retry"):
+            raw.append(line)
     if data:
         yield event or "message", "\n".join(data)
+    if raw:
+        yield "unframed", "\n".join(raw)
 
 
 async def ndjson_lines(response: httpx.Response) -> AsyncIterator[dict]:

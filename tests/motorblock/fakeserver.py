@@ -7,6 +7,7 @@ first byte, like a real provider under stress.
 """
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ class FakeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -133,3 +136,11 @@ class FakeServer:
             handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
+
+
+def unused_url() -> str:
+    """The URL of a local port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
