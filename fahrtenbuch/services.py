@@ -247,7 +247,7 @@ def trips_recover(*, enqueue, now=None) -> dict:
         for entry in SpendEntry.objects.filter(leg__trip=trip, state=SpendState.HELD):
             tankuhr.settle(entry, actual=entry.reserved_usd)
         why = f"its worker stopped while driving it (no heartbeat for {stale_after_s():g} s)"
-        Leg.objects.filter(trip=trip, status=LegStatus.RUNNING).update(
+        Leg.objects.filter(trip=trip, status__in=(LegStatus.PENDING, LegStatus.RUNNING)).update(
             status=LegStatus.FAILED, error=why, error_kind="worker_lost", finished_at=now
         )
         if trip.resumed < 1:

@@ -58,9 +58,21 @@ def _breaker(gear: Gear) -> CircuitBreaker:
     return breaker
 
 
+def _healthy(gear: Gear) -> bool:
+    """No breaker row yet, or closed without failures: the common case, one cheap read."""
+    row = (
+        CircuitBreaker.objects.filter(gear=gear)
+        .values_list("state", "consecutive_failures")
+        .first()
+    )
+    return row is None or row == (BreakerState.CLOSED, 0)
+
+
 def acquire(gear: Gear, now=None) -> bool:
     """May a call go to ``gear`` now? Claims the single probe slot of a cooled-down breaker."""
     now = now or timezone.now()
+    if _healthy(gear):
+        return True
     with transaction.atomic():
         breaker = _breaker(gear)
         if breaker.state == BreakerState.CLOSED:
@@ -80,7 +92,16 @@ def acquire(gear: Gear, now=None) -> bool:
         return True
 
 
+def acquire_checked(gear: Gear, now=None) -> tuple[bool, bool]:
+    """(may call now, breaker plainly healthy) in one look."""
+    if _healthy(gear):
+        return True, True
+    return acquire(gear, now), False
+
+
 def record_success(gear: Gear) -> None:
+    if _healthy(gear):
+        return
     with transaction.atomic():
         breaker = _breaker(gear)
         if breaker.state == BreakerState.CLOSED and breaker.consecutive_failures == 0:

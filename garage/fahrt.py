@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.db.models import Max
+from django.utils import timezone
 
 from fahrtenbuch import services as log
 from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
@@ -192,6 +193,10 @@ class Fahrt:
         self.totals = Totals()
         # A resumed trip keeps the legs of its first run; new legs number on from them.
         self.position = trip.legs.aggregate(n=Max("position"))["n"] or 0
+        self.gear_rows: dict[str, Gear | None] = {}
+        self.healthy_until: dict[str, float] = {}  # gear name → monotonic deadline
+        self.leg_updates: list[dict] = []  # finished legs not yet written as an event
+        self.progress: dict[int, tuple[int, int]] = {}  # phase → (done, total), flushed with output
         self.buffer: dict[int, str] = {}
         self.buffered = 0
         self.started = time.perf_counter()
@@ -217,12 +222,21 @@ class Fahrt:
             self.on_delta(text)
 
     async def _flush(self) -> None:
-        if not self.buffer:
-            return
-        chunks, self.buffer, self.buffered = self.buffer, {}, 0
-        await db(log.trip_event)(
-            self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()}
-        )
+        """Write what streamed in since the last flush, and the progress, as few events."""
+        if self.buffer:
+            chunks, self.buffer, self.buffered = self.buffer, {}, 0
+            await db(log.trip_event)(
+                self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()}
+            )
+        if self.leg_updates:
+            updates, self.leg_updates = self.leg_updates, []
+            await db(log.trip_event)(self.trip.pk, "legs", legs=updates)
+        if self.progress:
+            progress, self.progress = self.progress, {}
+            for phase, (done, total) in progress.items():
+                await db(log.trip_event)(
+                    self.trip.pk, "progress", phase=phase, done=done, total=total
+                )
 
     async def _flusher(self) -> None:
         while True:
@@ -307,22 +321,18 @@ class Fahrt:
 
     # --- one leg: retries, failover, budget, breakers ----------------------------------
 
-    async def _leg(self, plan: LegPlan, prompt: str, phase: int) -> str:
-        self.position += 1
-        position = self.position
+    async def _gear_row(self, name: str) -> Gear | None:
+        """The gear's row, read once per trip (a swarm asks for it for every item)."""
+        if name not in self.gear_rows:
+            self.gear_rows[name] = await db(
+                Gear.objects.select_related("provider").filter(name=name).first
+            )()
+        return self.gear_rows[name]
+
+    async def _leg(self, leg: Leg) -> str:
+        prompt, position = leg.prompt, leg.position
         gear = self.gear
-        gear_row = await db(Gear.objects.filter(name=gear.name).first)()
-        leg = await db(log.leg_start)(
-            trip_id=self.trip.pk,
-            position=position,
-            phase=phase,
-            role=plan.role,
-            title=plan.title,
-            gear=gear_row,
-            throttle=self.gas.wert,
-            prompt=prompt,
-            simulated=gear.simulated,
-        )
+        started_at = timezone.now()
         attempts: list[dict] = []
         tried: list[GearSpec] = []
         candidates = [gear]
@@ -335,23 +345,28 @@ class Fahrt:
                     self.trip.pk, "failover", leg=position, to=gear.name, reason=last_error.message
                 )
             tried.append(gear)
-            gear_row = await db(
-                Gear.objects.select_related("provider").filter(name=gear.name).first
-            )()
+            gear_row = await self._gear_row(gear.name)
             gas = (
                 self.gas
                 if gear.name == self.gear.name
-                else gas_geben(gear, self.gas.wert, language=self.strecke.language)
+                else gas_geben(
+                    gear,
+                    self.gas.wert,
+                    language=self.strecke.language,
+                    base_timeout_s=gear_row.provider.read_timeout_s if gear_row else 120.0,
+                )
             )
             try:
-                outcome = await self._try_gear(gear, gear_row, gas, prompt, position, leg, attempts)
+                outcome = await self._try_gear(
+                    gear, gear_row, gas, prompt, position, leg, attempts, started_at
+                )
             except asyncio.CancelledError:
                 stopped = MotorError(ErrorKind.CANCELLED, "cancelled while the call was running")
-                await asyncio.shield(db(self._leg_failed)(leg, stopped, attempts))
+                await asyncio.shield(db(self._leg_failed)(leg, stopped, attempts, started_at))
                 raise
             if isinstance(outcome, Antwort):
-                await db(self._leg_done)(leg, gear_row, outcome, attempts)
                 self.totals.add(outcome)
+                self._leg_event(leg)
                 return outcome.text
             last_error = outcome
             if outcome.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.BUDGET, ErrorKind.CANCELLED):
@@ -366,7 +381,8 @@ class Fahrt:
                     larger_window=outcome.kind == ErrorKind.CONTEXT_TOO_LONG,
                 )
                 candidates = [g for g in chain if g.name not in excluded][:1]
-        await db(self._leg_failed)(leg, last_error, attempts)
+        await db(self._leg_failed)(leg, last_error, attempts, started_at)
+        self._leg_event(leg)
         raise LegFailed(last_error)
 
     async def _try_gear(
@@ -378,17 +394,17 @@ class Fahrt:
         position: int,
         leg: Leg,
         attempts: list[dict],
+        started_at,
     ) -> Antwort | MotorError:
-        if gear_row is not None and not await db(bordcomputer.acquire)(gear_row):
+        if gear_row is not None and not await self._breaker_allows(gear_row):
             error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
             attempts.append(
                 {"gear": gear.name, "outcome": "skipped", "error": error.as_dict(), "latency_ms": 0}
             )
             return error
         for attempt in range(MAX_RETRIES + 1):
-            worst = gear.cost(
-                max(1, len(prompt) // 3) + 100, gas.max_output_tokens + (gas.thinking_budget or 0)
-            )
+            # max_output_tokens already holds any thinking budget: the worst case of this call.
+            worst = gear.cost(max(1, len(prompt) // 3) + 100, gas.max_output_tokens)
             try:
                 entry = await db(tankuhr.reserve)(
                     amount=worst, gear=gear_row, trip=self.trip, leg=leg
@@ -408,7 +424,6 @@ class Fahrt:
             try:
                 antwort = await self._call(gear, gear_row, prompt, position, gas)
             except MotorError as error:
-                await db(tankuhr.settle)(entry, actual=Decimal(0))
                 attempts.append(
                     {
                         "gear": gear.name,
@@ -417,14 +432,14 @@ class Fahrt:
                         "latency_ms": int((time.perf_counter() - started) * 1000),
                     }
                 )
-                await db(self._feed_failure)(gear_row, error)
+                await db(self._failed_call)(entry, gear_row, error)
+                self.healthy_until.pop(gear.name, None)
                 if error.retryable and attempt < MAX_RETRIES:
                     self.totals.retries += 1
                     await asyncio.sleep(self._backoff(attempt, error))
                     continue
                 return error
             except asyncio.CancelledError:
-                await db(tankuhr.settle)(entry, actual=Decimal(0))
                 attempts.append(
                     {
                         "gear": gear.name,
@@ -432,17 +447,44 @@ class Fahrt:
                         "latency_ms": int((time.perf_counter() - started) * 1000),
                     }
                 )
+                await asyncio.shield(db(tankuhr.settle)(entry, actual=Decimal(0)))
                 raise
-            await db(tankuhr.settle)(entry, actual=antwort.cost_usd)
             attempts.append({"gear": gear.name, "outcome": "ok", "latency_ms": antwort.latency_ms})
-            if gear_row is not None:
-                await db(bordcomputer.record_success)(gear_row)
-                if gear_row.provider.misconfigured:
-                    await db(Provider.objects.filter(pk=gear_row.provider_id).update)(
-                        misconfigured=""
-                    )
+            await db(self._succeeded_call)(entry, gear_row, antwort, leg, attempts, started_at)
             return antwort
         raise AssertionError("unreachable")
+
+    async def _breaker_allows(self, gear_row: Gear) -> bool:
+        """Ask the shared breaker, but not for every item of a swarm: a gear seen healthy in
+        this trip within the last second is taken as healthy until one of its calls fails."""
+        if self.healthy_until.get(gear_row.name, 0) > time.monotonic():
+            return True
+        allowed, healthy = await db(bordcomputer.acquire_checked)(gear_row)
+        if healthy:
+            self.healthy_until[gear_row.name] = time.monotonic() + 1.0
+        return allowed
+
+    def _failed_call(self, entry, gear_row: Gear | None, error: MotorError) -> None:
+        tankuhr.settle(entry, actual=Decimal(0))
+        self._feed_failure(gear_row, error)
+
+    def _succeeded_call(
+        self,
+        entry,
+        gear_row: Gear | None,
+        antwort: Antwort,
+        leg: Leg,
+        attempts: list[dict],
+        started_at,
+    ) -> None:
+        """Everything a good call writes, in one trip to the database thread."""
+        tankuhr.settle(entry, actual=antwort.cost_usd)
+        if gear_row is not None:
+            if self.healthy_until.get(gear_row.name, 0) <= time.monotonic():
+                bordcomputer.record_success(gear_row)
+            if gear_row.provider.misconfigured:
+                Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured="")
+        self._leg_done(leg, gear_row, antwort, attempts, started_at)
 
     @staticmethod
     def _backoff(attempt: int, error: MotorError) -> float:
@@ -466,9 +508,9 @@ class Fahrt:
             )
 
     @staticmethod
-    def _leg_done(leg: Leg, gear_row: Gear | None, antwort: Antwort, attempts: list[dict]) -> None:
-        from django.utils import timezone
-
+    def _leg_done(
+        leg: Leg, gear_row: Gear | None, antwort: Antwort, attempts: list[dict], started_at
+    ) -> None:
         u = antwort.usage
         leg.gear, leg.gear_name = gear_row, gear_row.name if gear_row else leg.gear_name
         leg.status, leg.output, leg.attempts = LegStatus.SUCCEEDED, antwort.text, attempts
@@ -479,68 +521,98 @@ class Fahrt:
             antwort.latency_ms,
             antwort.ttft_ms,
         )
-        leg.simulated, leg.finished_at = antwort.simulated, timezone.now()
-        leg.save()
-        log.trip_event(
-            leg.trip_id,
-            "leg",
-            position=leg.position,
-            status=leg.status,
-            gear=leg.gear_name,
-            title=leg.title,
-            cost_usd=str(leg.cost_usd),
-            latency_ms=leg.latency_ms,
+        leg.simulated, leg.started_at, leg.finished_at = (
+            antwort.simulated,
+            started_at,
+            timezone.now(),
         )
+        leg.save()
 
     @staticmethod
-    def _leg_failed(leg: Leg, error: MotorError, attempts: list[dict]) -> None:
-        from django.utils import timezone
-
+    def _leg_failed(leg: Leg, error: MotorError, attempts: list[dict], started_at) -> None:
         leg.status = LegStatus.CANCELLED if error.kind == ErrorKind.CANCELLED else LegStatus.FAILED
         leg.error, leg.error_kind, leg.attempts = error.message, error.kind, attempts
-        leg.finished_at = timezone.now()
-        leg.save(update_fields=["status", "error", "error_kind", "attempts", "finished_at"])
-        log.trip_event(
-            leg.trip_id,
-            "leg",
-            position=leg.position,
-            status=leg.status,
-            gear=leg.gear_name,
-            title=leg.title,
-            error=error.message,
+        leg.started_at, leg.finished_at = started_at, timezone.now()
+        leg.save(
+            update_fields=["status", "error", "error_kind", "attempts", "started_at", "finished_at"]
         )
+
+    def _leg_event(self, leg: Leg) -> None:
+        """Queue a leg's outcome for the next flush: a swarm's legs become a few events."""
+        self.leg_updates.append(
+            {
+                "position": leg.position,
+                "status": leg.status,
+                "gear": leg.gear_name,
+                "title": leg.title,
+                "cost_usd": str(leg.cost_usd),
+                "latency_ms": leg.latency_ms,
+                "error": leg.error,
+            }
+        )
+
+    def _create_legs(self, number: int, phase: Phase, previous: list[str]) -> list[Leg]:
+        """All legs of a phase in one insert, pending until their call finishes."""
+        gear_row = self.gear_rows.get(self.gear.name)
+        legs = []
+        for plan in phase.legs:
+            self.position += 1
+            legs.append(
+                Leg(
+                    trip_id=self.trip.pk,
+                    position=self.position,
+                    phase=number,
+                    role=plan.role,
+                    title=plan.title[:200],
+                    gear=gear_row,
+                    gear_name=self.gear.name,
+                    throttle=self.gas.wert,
+                    prompt=plan.prompt(previous),
+                    simulated=self.gear.simulated,
+                )
+            )
+        Leg.objects.bulk_create(legs)
+        if legs and legs[0].pk is None:  # a backend that returns no ids from bulk inserts
+            by_position = dict(
+                Leg.objects.filter(trip_id=self.trip.pk, phase=number).values_list("position", "pk")
+            )
+            for leg in legs:
+                leg.pk = leg.id = by_position[leg.position]
+        return legs
 
     # --- phases -------------------------------------------------------------------------
 
     async def _phase(self, number: int, phase: Phase, previous: list[str]) -> list[str]:
         gate = asyncio.Semaphore(max(1, self.concurrency))
-        total = len(phase.legs)
+        await self._gear_row(self.gear.name)
+        legs = await db(self._create_legs)(number, phase, previous)
+        total = len(legs)
         done = 0
 
-        async def one(plan: LegPlan) -> str | None:
+        async def one(plan: LegPlan, leg: Leg) -> str | None:
             nonlocal done
             async with gate:
                 try:
                     if plan.role == "item":
-                        return await asyncio.wait_for(
-                            self._leg(plan, plan.prompt(previous), number), self.item_timeout_s
-                        )
-                    return await self._leg(plan, plan.prompt(previous), number)
+                        return await asyncio.wait_for(self._leg(leg), self.item_timeout_s)
+                    return await self._leg(leg)
                 except LegFailed:
                     if not phase.partial_ok:
                         raise
                     return None
                 except TimeoutError:
-                    await db(self._item_timed_out)(plan)
+                    await db(self._item_timed_out)(leg)
+                    self._leg_event(leg)
                     return None
                 finally:
                     done += 1
                     if total > 1:
-                        await db(log.trip_event)(
-                            self.trip.pk, "progress", phase=number, done=done, total=total
-                        )
+                        self.progress[number] = (done, total)
 
-        results = await asyncio.gather(*(one(p) for p in phase.legs))
+        results = await asyncio.gather(
+            *(one(p, leg) for p, leg in zip(phase.legs, legs, strict=True))
+        )
+        await self._flush()
         good = [r for r in results if r is not None]
         if not good:
             raise LegFailed(
@@ -550,33 +622,12 @@ class Fahrt:
             return [phase.aggregate(list(zip(phase.legs, results, strict=True)))]
         return good
 
-    def _item_timed_out(self, plan: LegPlan) -> None:
-        from django.utils import timezone
-
-        leg = (
-            # The timeout cancelled the leg's call, which marked it cancelled: it timed out.
-            Leg.objects.filter(
-                trip_id=self.trip.pk,
-                title=plan.title[:200],
-                status__in=(LegStatus.RUNNING, LegStatus.CANCELLED),
-            )
-            .order_by("-id")
-            .first()
-        )
-        if leg is not None:
-            leg.status, leg.error_kind = LegStatus.FAILED, "timeout"
-            leg.error = f"item timed out after {self.item_timeout_s:g} s"
-            leg.finished_at = timezone.now()
-            leg.save(update_fields=["status", "error", "error_kind", "finished_at"])
-            log.trip_event(
-                leg.trip_id,
-                "leg",
-                position=leg.position,
-                status=leg.status,
-                gear=leg.gear_name,
-                title=leg.title,
-                error=leg.error,
-            )
+    def _item_timed_out(self, leg: Leg) -> None:
+        # The timeout cancelled the leg's call, which marked it cancelled: it timed out.
+        leg.status, leg.error_kind = LegStatus.FAILED, "timeout"
+        leg.error = f"item timed out after {self.item_timeout_s:g} s"
+        leg.finished_at = timezone.now()
+        leg.save(update_fields=["status", "error", "error_kind", "finished_at"])
 
     async def _drive(self, phases: list[Phase]) -> str:
         outputs: list[str] = []

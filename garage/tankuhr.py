@@ -107,8 +107,12 @@ def _add(day: date, *, committed: Decimal = ZERO, settled: Decimal = ZERO) -> No
 
 def settle(entry: SpendEntry, *, actual: Decimal) -> None:
     """Replace the held amount by what the call really cost."""
+    # The claim of the entry makes settling once-only and the F() update of the day's total is
+    # atomic, so lowering the total needs no lock; raising it (a call that cost more than its
+    # reservation) takes the budget lock like a reservation, so the two cannot overshoot together.
     with transaction.atomic():
-        _lock_budget()
+        if actual > entry.reserved_usd:
+            _lock_budget()
         claimed = SpendEntry.objects.filter(pk=entry.pk, state=SpendState.HELD).update(
             state=SpendState.SETTLED, actual_usd=actual, settled_at=timezone.now()
         )
@@ -120,7 +124,6 @@ def settle(entry: SpendEntry, *, actual: Decimal) -> None:
 def release(entry: SpendEntry) -> None:
     """Give a reservation back when the call spent nothing (refused before it ran)."""
     with transaction.atomic():
-        _lock_budget()
         claimed = SpendEntry.objects.filter(pk=entry.pk, state=SpendState.HELD).update(
             state=SpendState.RELEASED, actual_usd=ZERO, settled_at=timezone.now()
         )

@@ -6,6 +6,7 @@ import email.utils
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -121,7 +122,7 @@ def stream_error(exc: Exception, provider: str) -> MotorError:
     )
 
 
-def json_or_none(body: bytes | str):
+def json_or_none(body: bytes | str) -> Any:
     """The decoded JSON of a body, or None when it is not JSON."""
     try:
         return json.loads(body)

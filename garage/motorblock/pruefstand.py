@@ -68,6 +68,7 @@ class Pruefplan:
     error_kinds: tuple[str, ...] = ("overloaded",)
     slow_first_byte_ms: int = 0
     fail_first: int = 0  # the first N calls fail with error_kinds[0] (fault drills)
+    fixed_latency_ms: int | None = None  # every call takes exactly this long (benchmarks)
 
     @classmethod
     def parse(cls, spec: dict) -> "Pruefplan":
@@ -84,6 +85,9 @@ class Pruefplan:
             error_kinds=tuple(kinds) or cls.error_kinds,
             slow_first_byte_ms=int(spec.get("slow_first_byte_ms", 0)),
             fail_first=int(spec.get("fail_first", 0)),
+            fixed_latency_ms=(
+                int(spec["fixed_latency_ms"]) if spec.get("fixed_latency_ms") is not None else None
+            ),
         )
         if not 0 <= plan.error_rate <= 1 or plan.latency_scale < 0 or plan.slow_first_byte_ms < 0:
             raise ValueError("error_rate must be 0–1; latency_scale and slow_first_byte_ms ≥ 0")
@@ -143,9 +147,12 @@ class Pruefstand:
         rng = random.Random(_seed(prompt, gear.name, str(self.calls)))
         fault = self._fault(rng)
 
-        first_byte_s = (
-            TTFT_MS.get(gear.tier, 600) * plan.latency_scale + plan.slow_first_byte_ms
-        ) / 1000
+        if plan.fixed_latency_ms is not None:
+            first_byte_s = (plan.fixed_latency_ms + plan.slow_first_byte_ms) / 1000
+        else:
+            first_byte_s = (
+                TTFT_MS.get(gear.tier, 600) * plan.latency_scale + plan.slow_first_byte_ms
+            ) / 1000
         if fault == "timeout" or first_byte_s > gas.timeout_s:
             await asyncio.sleep(min(first_byte_s, gas.timeout_s))
             raise MotorError(
@@ -169,7 +176,11 @@ class Pruefstand:
         elif gas.effort or gas.think:
             thinking_tokens = int(output_tokens * (0.5 + gas.wert))
 
-        per_token_s = plan.latency_scale / TOKENS_PER_S.get(gear.tier, 100)
+        per_token_s = (
+            0.0
+            if plan.fixed_latency_ms is not None
+            else plan.latency_scale / TOKENS_PER_S.get(gear.tier, 100)
+        )
         words = text.split(" ")
         chunks = [
             " ".join(words[i : i + 12]) + (" " if i + 12 < len(words) else "")

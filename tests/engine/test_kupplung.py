@@ -8,6 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from garage.engine.config import gears_from_config
 from garage.engine.gas import gas_geben
 from garage.engine.kupplung import Lage, Policy, Wunsch, failover_chain, kuppeln
 from garage.engine.tankuhr import Fuel, ZoneRules
@@ -17,27 +18,10 @@ CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def load_gears() -> list[GearSpec]:
-    providers = {
-        p["name"]: p for p in json.loads((CONFIG / "providers.json").read_text())["providers"]
-    }
-    gears = []
-    for g in json.loads((CONFIG / "gears.json").read_text())["gears"]:
-        prices = g.get("prices_usd_per_mtok", {})
-        gears.append(
-            GearSpec(
-                name=g["name"],
-                provider=g["provider"],
-                provider_kind=providers[g["provider"]]["kind"],
-                model_id=g["model_id"],
-                tier=g["tier"],
-                input_price=Decimal(prices.get("input", "0")),
-                output_price=Decimal(prices.get("output", "0")),
-                context_window=g["context_window"],
-                max_output_tokens=g["max_output_tokens"],
-                reasoning=g.get("reasoning", "none"),
-            )
-        )
-    return gears
+    return gears_from_config(
+        json.loads((CONFIG / "providers.json").read_text()),
+        json.loads((CONFIG / "gears.json").read_text()),
+    )
 
 
 def load_roads() -> dict[str, RoadSpec]:
