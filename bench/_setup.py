@@ -21,5 +21,7 @@ def django_in_tempdir(prefix: str = "clutch-bench-") -> Path:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    call_command("clutch_setup", verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    from io import StringIO
+
+    call_command("clutch_setup", verbosity=0, stdout=StringIO())
     return data
