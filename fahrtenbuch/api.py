@@ -141,7 +141,7 @@ async def run(request, payload: RunIn):
     status = trip.status
     while status in ("queued", "running") and time.monotonic() < deadline:
         await asyncio.sleep(pause)
-        pause = min(pause * 1.5, 0.05)
+        pause = min(pause * 1.5, 0.01)
         status = await sync_to_async(_status)(trip.pk)
     trip = await sync_to_async(Trip.objects.select_related("user").get)(pk=trip.pk)
     detail = await sync_to_async(trip_detail_out)(trip)

@@ -6,6 +6,9 @@ are unavailable and why, open breakers, the fuel, learned policies and ε.
 
 import os
 import shutil
+import threading
+import time
+from dataclasses import dataclass
 from functools import cache
 
 from garage import credentials
@@ -162,20 +165,68 @@ def load_policies() -> dict[str, Policy]:
     }
 
 
-def load_lage(*, roads: list[RoadSpec] | None = None) -> Lage:
+@dataclass(frozen=True)
+class _Tables:
+    gears: tuple[GearSpec, ...]
+    extra_gears: tuple[GearSpec, ...]
+    unavailable: dict[str, str]
+    roads: dict[str, RoadSpec]
+    policies: dict[str, Policy]
+    min_samples: int
+    epsilon: float
+
+
+_tables: tuple[float, _Tables] | None = None
+_tables_lock = threading.Lock()
+
+
+def tables_ttl_s() -> float:
+    return float(os.environ.get("CLUTCH_TABLES_TTL_S", "2"))
+
+
+def forget_tables(**_) -> None:
+    """Drop this process's copy of the tables (called when one of them is saved here)."""
+    global _tables
+    _tables = None
+
+
+def _load_tables() -> _Tables:
+    """Gears, roads, policies and ε change rarely but are read for every decision: each
+    process keeps them for CLUTCH_TABLES_TTL_S seconds (2 by default), and drops them at once
+    when this process saves one of those rows. Fuel and breakers are always read fresh."""
+    global _tables
+    now = time.monotonic()
+    cached = _tables
+    if cached is not None and now - cached[0] < tables_ttl_s():
+        return cached[1]
+    with _tables_lock:
+        criteria = FitnessCriteria.objects.first() or FitnessCriteria()
+        routable, by_name, unavailable = load_gearbox()
+        tables = _Tables(
+            gears=tuple(routable),
+            extra_gears=tuple(by_name),
+            unavailable=unavailable,
+            roads={r.slug: r for r in load_roads()},
+            policies=load_policies(),
+            min_samples=criteria.min_samples,
+            epsilon=current_epsilon(criteria),
+        )
+        _tables = (now, tables)
+        return tables
+
+
+def load_lage() -> Lage:
     from garage import bordcomputer, tankuhr
 
-    criteria = FitnessCriteria.objects.first() or FitnessCriteria()
-    routable, by_name, unavailable = load_gearbox()
-    roads = roads if roads is not None else load_roads()
+    t = _load_tables()
     return Lage(
-        gears=tuple(routable),
-        roads={r.slug: r for r in roads},
+        gears=t.gears,
+        roads=t.roads,
         fuel=tankuhr.fuel(),
         open_breakers=bordcomputer.open_breakers(),
-        unavailable=unavailable,
-        policies=load_policies(),
-        min_samples=criteria.min_samples,
-        epsilon=current_epsilon(criteria),
-        extra_gears=tuple(by_name),
+        unavailable=t.unavailable,
+        policies=t.policies,
+        min_samples=t.min_samples,
+        epsilon=t.epsilon,
+        extra_gears=t.extra_gears,
     )

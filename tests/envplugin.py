@@ -10,3 +10,5 @@ os.environ["CLUTCH_HUEY_PATH"] = str(_queue_dir / "huey.sqlite3")
 os.environ["CLUTCH_HUEY_NAME"] = f"clutch-test-{os.getpid()}"
 # The test database too: two test runs at once (or a run beside a cockpit) never share a file.
 os.environ["CLUTCH_TEST_SQLITE_PATH"] = str(_queue_dir / "test.sqlite3")
+# Tests change tables with queryset.update() and expect the next decision to see it.
+os.environ["CLUTCH_TABLES_TTL_S"] = "0"
