@@ -265,7 +265,7 @@ class Fahrer:
     def ergebnis(self, trip: Trip) -> Ergebnis:
         decision_event = trip.events.filter(kind="decision").first()
         decision_data = decision_event.data if decision_event else {}
-        lage_gear = getriebe.load_lage().gear(trip.gear_name) if trip.gear_name else None
+        lage_gear = getriebe.gear_by_name(trip.gear_name) if trip.gear_name else None
         strecke = Strecke(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()}
         )

@@ -37,6 +37,11 @@ def car(defaults, monkeypatch):
     return defaults
 
 
+def no_free_gears() -> None:
+    """Switch off the zero-cost local providers, so nothing may drive in the red zone."""
+    Provider.objects.filter(kind__in=["ollama", "llamacpp"]).update(enabled=False)
+
+
 def spend(usage: str) -> None:
     """Fill the tank to ``usage`` of the daily limit."""
     b = Budget.objects.get(name="default")
@@ -75,6 +80,7 @@ def test_cli_dry_run_orange_zone_chooses_tier_two_or_less(car):
 
 
 def test_cli_dry_run_red_zone_refuses_a_paid_gear_with_a_reason(car):
+    no_free_gears()
     spend("0.85")
     result = dry_run(BUG)
     assert result["zone"] == "red"
@@ -160,6 +166,7 @@ def test_credentials_failure_marks_the_provider_misconfigured(car):
 
 
 def test_red_zone_trip_is_recorded_as_refused_with_its_reason(car):
+    no_free_gears()
     spend("0.85")
     result = Fahrer(seed=1).fahren(BUG)
     trip = Trip.objects.get(pk=result.trip_id)
@@ -248,3 +255,12 @@ def test_thumbs_down_feedback_lowers_fitness(car):
     trip_feedback(trip, thumbs=-1, note="wrong file")
     after = fitness_table(FitnessCriteria.objects.get())[0].fitness
     assert after < before
+
+
+def test_red_zone_drives_a_zero_cost_local_gear_when_one_is_available(car):
+    Provider.objects.filter(kind="ollama").update(probe_ok=True)  # as if `providers` saw it up
+    spend("0.85")
+    decision = Fahrer(seed=1).entscheiden(BUG)
+    assert decision.zone == "red" and not decision.is_refused
+    assert decision.gear.is_free and decision.gear.provider_kind in ("ollama", "llamacpp")
+    assert any(r.step == "constraint" and "paid gears are refused" in r.message for r in decision.reasons)
