@@ -30,10 +30,6 @@ def trip_create(
 ) -> tuple[Trip, bool]:
     """Record a decided trip (queued, or refused with its reason). Returns (trip, created);
     the same idempotency key from the same person returns the first trip."""
-    if idempotency_key:
-        existing = Trip.objects.filter(user=user, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
     gear = decision.gear
     refused = decision.is_refused
     trip = Trip(

@@ -210,9 +210,7 @@ class Fahrer:
 
     def _run(self, trip: Trip, *, handler, on_delta) -> tuple[str, dict]:
         lage = self.lage()
-        strecke = Strecke(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()}
-        )
+        strecke = strecke_of(trip)
         gear = lage.gear(trip.gear_name)
         if gear is None:
             return TripStatus.FAILED, {
@@ -266,9 +264,7 @@ class Fahrer:
         decision_event = trip.events.filter(kind="decision").first()
         decision_data = decision_event.data if decision_event else {}
         lage_gear = getriebe.gear_by_name(trip.gear_name) if trip.gear_name else None
-        strecke = Strecke(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()}
-        )
+        strecke = strecke_of(trip)
         gas = (
             gas_geben(lage_gear, trip.throttle or 0.0, language=strecke.language)
             if lage_gear
@@ -325,6 +321,11 @@ class Fahrer:
         from garage import fahrschule
 
         return fahrschule.trainieren(user=user or self.user)
+
+
+def strecke_of(trip: Trip) -> Strecke:
+    """The analysis a trip was decided on, as recorded with it."""
+    return Strecke(**{k: tuple(v) if isinstance(v, list) else v for k, v in trip.analysis.items()})
 
 
 def _decision_from_data(
