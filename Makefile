@@ -11,7 +11,12 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	@echo "Installing, with llama.cpp for the local gear: compiling it takes several minutes."
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" \
+		$(BIN)/pip install --quiet -e ".[dev,local]" \
+	|| { echo "llama-cpp-python did not build (it needs a C compiler and CMake): installing" \
+		"without it; the llama.cpp gear will say it is unavailable."; \
+		$(BIN)/pip install --quiet -e ".[dev]"; }
 	touch $(STAMP)
 
 install: $(STAMP)
