@@ -5,11 +5,9 @@ are unavailable and why, open breakers, the fuel, learned policies and ε.
 """
 
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass
-from functools import cache
 
 from garage import credentials
 from garage.engine.kupplung import Lage, Policy
@@ -41,11 +39,6 @@ def pruefstand_stands_in(providers: list[Provider] | None = None) -> bool:
     return not any(p.has_credentials for p in providers if p.kind in CLOUD_KINDS and p.enabled)
 
 
-@cache
-def _claude_binary_present(binary: str) -> bool:
-    return shutil.which(binary) is not None
-
-
 def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) -> str:
     if not provider.enabled:
         return f"provider {provider.name} is disabled in the admin"
@@ -58,12 +51,9 @@ def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) 
     if provider.kind not in kinds:
         return registry.why_unavailable(provider.kind)
     if provider.kind in LOCAL_SERVER_KINDS and provider.probe_ok is not True:
-        where = provider.base_url or "its base URL"
-        return f"not reachable at {where} ({provider.probe_detail or 'not checked yet'})"
-    if provider.kind == ProviderKind.CLAUDE_CODE:
-        binary = os.environ.get("CLAUDE_CODE_BIN", "claude")
-        if not _claude_binary_present(binary):
-            return f"the {binary!r} executable is not on PATH (set CLAUDE_CODE_BIN)"
+        where = provider_config(provider).base_url or "its base URL"
+        detail = provider.probe_detail or "not checked yet: run `manage.py providers`"
+        return f"not reachable at {where} ({detail})"
     return ""
 
 
