@@ -161,19 +161,12 @@ if REDIS_URL:
     }
 else:
     HUEY = {
-        "huey_class": "huey.SqliteHuey",
+        # SqliteHuey whose enqueue wakes idle workers at once (clutch_site/queue.py).
+        "huey_class": "clutch_site.queue.WakeableSqliteHuey",
         "name": os.environ.get("CLUTCH_HUEY_NAME", "clutch"),
         "filename": os.environ.get("CLUTCH_HUEY_PATH", str(DATA_DIR / "huey.sqlite3")),
         "immediate": False,
-        # SqliteHuey is polled: every worker looks again after 5 ms, backing off to 50 ms while
-        # idle, so a new trip waits at most that long (an idle worker costs ~20 reads a second).
-        "consumer": {
-            "workers": 4,
-            "worker_type": "thread",
-            "initial_delay": 0.005,
-            "backoff": 1.15,
-            "max_delay": 0.05,
-        },
+        "consumer": {"workers": 4, "worker_type": "thread"},
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
