@@ -132,6 +132,7 @@ class Fahrer:
     def __init__(self, *, user=None, seed: int | None = None) -> None:
         self.user = user
         self.rng = random.Random(seed)
+        self.lam: float | None = None  # the Lernrouter's willingness to pay; None follows the zone
 
     # --- deciding ---------------------------------------------------------------------
 
@@ -147,9 +148,17 @@ class Fahrer:
         task, options = clean_options(task, options)
         lage = self.lage()
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
-        return self._decide(strecke, lage, options)
+        return self._decide(strecke, lage, options, task)
 
-    def _decide(self, strecke: Strecke, lage: Lage, options: dict) -> Entscheidung:
+    def router(self):
+        """The trained Lernrouter, or None before the first training with enough trips."""
+        from garage import lernrouter
+
+        if not lernrouter.default_path().exists():
+            return None
+        return lernrouter.load()
+
+    def _decide(self, strecke: Strecke, lage: Lage, options: dict, task: str) -> Entscheidung:
         stages = max((len(options[k]) for k in LIST_OPTIONS if options.get(k)), default=0)
         wunsch = Wunsch(
             gear=options.get("gear"),
@@ -157,7 +166,13 @@ class Fahrer:
             pattern=options.get("pattern"),
             stages=stages,
         )
-        return kuppeln(strecke, lage, wunsch, self.rng)
+        router = None if wunsch.gear else self.router()
+        if router is None:
+            return kuppeln(strecke, lage, wunsch, self.rng)
+        from garage.lernkupplung import vorschlag
+
+        proposal = vorschlag(strecke, lage, prompt=task, router=router, lam=self.lam)
+        return kuppeln(strecke, lage, wunsch, self.rng, vorschlag=proposal)
 
     # --- driving ----------------------------------------------------------------------
 
@@ -173,7 +188,7 @@ class Fahrer:
                 return existing, False
         lage = self.lage()
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
-        decision = self._decide(strecke, lage, options)
+        decision = self._decide(strecke, lage, options, task)
         return log.trip_create(
             user=self.user,
             task=task,

@@ -191,6 +191,9 @@ def trainieren(*, user=None, now=None) -> dict:
     run.policies_changed = changed
     run.report = {"scores": [s.as_dict() for s in scores], "policy": decisions}
     run.save(update_fields=["policies_changed", "report"])
+    from garage import lernrouter  # scikit-learn is imported only when training
+
+    learned = lernrouter.trainieren(training_run=run)
     return {
         "training_run": run.pk,
         "trips_considered": run.trips_considered,
@@ -198,4 +201,5 @@ def trainieren(*, user=None, now=None) -> dict:
         "epsilon_before": eps_before,
         "epsilon_after": eps_after,
         "policy": decisions,
+        "lernrouter": learned,
     }

@@ -19,8 +19,10 @@ PROVIDER_KEY_VARIABLES = ("ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY
 
 
 @pytest.fixture(autouse=True)
-def fast_settings(settings) -> None:
+def fast_settings(settings, tmp_path) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A Lernrouter trained by one test must not steer the decisions of the next.
+    settings.CLUTCH_LERNROUTER_PATH = str(tmp_path / "lernrouter.joblib")
 
 
 @pytest.fixture(autouse=True)

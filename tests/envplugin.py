@@ -5,7 +5,9 @@ import os
 import tempfile
 from pathlib import Path
 
-_queue_dir = Path(tempfile.mkdtemp(prefix="clutch-test-queue-"))
+_queue_dir = Path(tempfile.mkdtemp(prefix="clutch-test-"))
+# Everything a run writes (secret key, trained Lernrouter, files) stays in this run's folder.
+os.environ["CLUTCH_DATA_DIR"] = str(_queue_dir)
 os.environ["CLUTCH_HUEY_PATH"] = str(_queue_dir / "huey.sqlite3")
 os.environ["CLUTCH_HUEY_NAME"] = f"clutch-test-{os.getpid()}"
 # The test database too: two test runs at once (or a run beside a cockpit) never share a file.

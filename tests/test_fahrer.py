@@ -263,4 +263,34 @@ def test_red_zone_drives_a_zero_cost_local_gear_when_one_is_available(car):
     decision = Fahrer(seed=1).entscheiden(BUG)
     assert decision.zone == "red" and not decision.is_refused
     assert decision.gear.is_free and decision.gear.provider_kind in ("ollama", "llamacpp")
-    assert any(r.step == "constraint" and "paid gears are refused" in r.message for r in decision.reasons)
+    assert any(
+        r.step == "constraint" and "paid gears are refused" in r.message for r in decision.reasons
+    )
+
+
+def test_after_training_on_enough_trips_the_lernrouter_takes_the_base_step(car):
+    from django.contrib.auth import get_user_model
+
+    from garage.models import Gear
+
+    user = get_user_model().objects.create_user("trainer")
+    haiku, flash = Gear.objects.get(name="claude-haiku"), Gear.objects.get(name="gemini-flash")
+    for i in range(25):
+        for gear, status in ((haiku, "succeeded"), (flash, "failed")):
+            Trip.objects.create(
+                user=user,
+                task=f"Fix the login bug number {i}",
+                road="bundesstrasse",
+                gear=gear,
+                gear_name=gear.name,
+                status=status,
+                throttle=0.7,
+                cost_usd=Decimal("0.001"),
+                latency_ms=900,
+            )
+    report = Fahrer().trainieren()
+    assert report["lernrouter"]["trained"], report["lernrouter"]
+    decision = Fahrer(seed=1).entscheiden("Fix the login bug in the session handling")
+    assert decision.reasons[0].data["source"] == "lernrouter"
+    assert decision.gear.name == "claude-haiku"
+    assert Fahrer(seed=1).entscheiden(BUG, gear="claude-opus").gear.name == "claude-opus"

@@ -51,6 +51,15 @@ class Lage:
 
 
 @dataclass(frozen=True, slots=True)
+class Vorschlag:
+    """A gear proposed for this very prompt (by the Lernrouter), taking the base step."""
+
+    gear: str
+    message: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Wunsch:
     """What the person asked for explicitly; each set field overrides a step."""
 
@@ -116,6 +125,7 @@ class _Draft:
     pattern: str
     reasons: list[Reason]
     pinned_gear: bool = False
+    learned: bool = False
     explored: bool = False
 
 
@@ -134,7 +144,9 @@ def _nearest(lage: Lage, tier: int, prefer_provider: str, allowed) -> GearSpec |
     return None
 
 
-def _base(strecke: Strecke, lage: Lage, wunsch: Wunsch) -> _Draft | str:
+def _base(
+    strecke: Strecke, lage: Lage, wunsch: Wunsch, vorschlag: Vorschlag | None = None
+) -> _Draft | str:
     road = lage.roads[strecke.road]
     if wunsch.gear:
         gear = lage.gear(wunsch.gear)
@@ -147,6 +159,14 @@ def _base(strecke: Strecke, lage: Lage, wunsch: Wunsch) -> _Draft | str:
             road.pattern,
             [Reason("base", f"Gear {gear.name} chosen by you.", {"gear": gear.name})],
             pinned_gear=True,
+        )
+    if vorschlag is not None and lage.gear(vorschlag.gear):
+        return _Draft(
+            lage.gear(vorschlag.gear),
+            road.throttle,
+            road.pattern,
+            [Reason("base", vorschlag.message, {"source": "lernrouter", **vorschlag.data})],
+            learned=True,
         )
     policy = lage.policies.get(road.slug)
     if policy is not None and policy.samples >= lage.min_samples and lage.gear(policy.gear):
@@ -211,7 +231,8 @@ def _throttle(draft: _Draft, strecke: Strecke, wunsch: Wunsch) -> None:
 
 def _shift(draft: _Draft, strecke: Strecke, lage: Lage) -> None:
     gear = draft.gear
-    if draft.pinned_gear or gear is None:
+    # A learned choice already priced how hard this prompt is; a chosen gear stays chosen.
+    if draft.pinned_gear or draft.learned or gear is None:
         return
     target = gear.tier
     if strecke.tempo == "urgent" and gear.tier >= 4:
@@ -353,12 +374,17 @@ def _pattern(draft: _Draft, strecke: Strecke, wunsch: Wunsch) -> int:
 
 
 def kuppeln(
-    strecke: Strecke, lage: Lage, wunsch: Wunsch = Wunsch(), rng: random.Random | None = None
+    strecke: Strecke,
+    lage: Lage,
+    wunsch: Wunsch = Wunsch(),
+    rng: random.Random | None = None,
+    vorschlag: Vorschlag | None = None,
 ) -> Entscheidung:
-    """Decide gear, throttle and pattern for an analysed task."""
+    """Decide gear, throttle and pattern for an analysed task; ``vorschlag`` is a gear the
+    Lernrouter proposes for this prompt (it takes the base step)."""
     rng = rng or random.Random()
     zone = lage.fuel.zone
-    base = _base(strecke, lage, wunsch)
+    base = _base(strecke, lage, wunsch, vorschlag)
     if isinstance(base, str):
         return Entscheidung(
             strecke, None, 0.0, "single", zone, (Reason("base", base),), refused=base
