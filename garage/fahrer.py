@@ -7,7 +7,7 @@ workers and the command line share.
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync
@@ -146,7 +146,8 @@ class Fahrer:
     def entscheiden(self, task: str, **options) -> Entscheidung:
         """The decision only; nothing runs and nothing is recorded."""
         task, options = clean_options(task, options)
-        lage = self.lage()
+        # A preview shows the choice itself: exploration's coin is tossed when a trip is made.
+        lage = replace(self.lage(), epsilon=0.0)
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
         return self._decide(strecke, lage, options, task)
 

@@ -152,6 +152,7 @@ class Totals:
     retries: int = 0
     failovers: int = 0
     simulated: bool = False
+    failover_reasons: list[dict] = field(default_factory=list)
 
     def add(self, antwort: Antwort) -> None:
         u = antwort.usage
@@ -341,6 +342,19 @@ class Fahrt:
             gear = candidates.pop(0)
             if tried:
                 self.totals.failovers += 1
+                self.totals.failover_reasons.append(
+                    {
+                        "step": "failover",
+                        "message": f"{tried[-1].name} failed ({last_error.message}): "
+                        f"leg {position} failed over to {gear.name} (G{gear.tier}).",
+                        "data": {
+                            "from": tried[-1].name,
+                            "to": gear.name,
+                            "leg": position,
+                            "error_kind": last_error.kind,
+                        },
+                    }
+                )
                 await db(log.trip_event)(
                     self.trip.pk, "failover", leg=position, to=gear.name, reason=last_error.message
                 )
@@ -671,6 +685,8 @@ class Fahrt:
             else int((self.first_token - self.started) * 1000),
             "retries": t.retries,
             "failovers": t.failovers,
+            # The decision's reasons, then what happened on the road.
+            "reasons": [*self.trip.reasons, *t.failover_reasons],
             "simulated": t.simulated or self.trip.simulated,
         }
         return status, fields

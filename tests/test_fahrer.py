@@ -140,6 +140,9 @@ def test_retryable_faults_are_retried_then_fail_over(car):
     assert [a["outcome"] for a in leg.attempts] == ["error", "error", "error", "ok"]
     assert leg.gear_name != "claude-sonnet"
     assert TripEvent.objects.filter(trip=trip, kind="failover").exists()
+    failover = [r for r in trip.reasons if r["step"] == "failover"]
+    assert len(failover) == 1 and failover[0]["data"]["from"] == "claude-sonnet"
+    assert "failed over to" in failover[0]["message"]
     assert CircuitBreaker.objects.get(gear__name="claude-sonnet").state == "open"
 
 
@@ -294,3 +297,9 @@ def test_after_training_on_enough_trips_the_lernrouter_takes_the_base_step(car):
     assert decision.reasons[0].data["source"] == "lernrouter"
     assert decision.gear.name == "claude-haiku"
     assert Fahrer(seed=1).entscheiden(BUG, gear="claude-opus").gear.name == "claude-opus"
+
+
+def test_a_preview_does_not_explore(car):
+    FitnessCriteria.objects.update(epsilon_start=1.0)
+    decisions = {Fahrer().entscheiden(BUG).gear.name for _ in range(10)}
+    assert decisions == {"claude-sonnet"}

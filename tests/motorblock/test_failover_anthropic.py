@@ -156,6 +156,8 @@ def test_three_overloaded_answers_fail_over_to_another_anthropic_gear(anthropic_
     trip = Trip.objects.get(pk=result["trip_id"])
     assert trip.status == "succeeded" and trip.output == "".join(HAIKU)
     assert trip.failovers == 1 and trip.retries == 2
+    said = [r["message"] for r in trip.reasons if r["step"] == "failover"]
+    assert len(said) == 1 and "failed over to claude-haiku" in said[0] and "529" in said[0]
     leg = trip.legs.get()
     assert leg.gear_name == "claude-haiku"
     assert [(a["gear"], a["outcome"]) for a in leg.attempts] == [
