@@ -110,6 +110,10 @@ class Trip(models.Model):
             # Running trips on the cockpit and recovery of stuck trips:
             # WHERE status = 'running' [AND heartbeat_at < ?] ORDER BY id DESC
             models.Index(fields=["status", "-id"], name="trip_status_id_desc"),
+            # One member's running trips on the cockpit and their history by status:
+            # WHERE user_id = ? AND status = ? ORDER BY id DESC LIMIT n (with only the user's
+            # index SQLite walks all of a busy member's trips to find the few running ones)
+            models.Index(fields=["user", "status", "-id"], name="trip_user_status_id_desc"),
             # History filtered by road: WHERE road = ? ORDER BY id DESC LIMIT n
             models.Index(fields=["road", "-id"], name="trip_road_id_desc"),
             # History filtered by gear: WHERE gear_id = ? ORDER BY id DESC LIMIT n
