@@ -225,47 +225,67 @@ def trip_submit(
 def trips_recover(*, enqueue, now=None) -> dict:
     """Trips whose worker died: resume them once, fail them the second time, with the reason.
 
-    A running trip is orphaned when its heartbeat is older than CLUTCH_STALE_AFTER_S. Its held
-    reservations are settled at the reserved amount (the dead call may have been billed), its
-    running legs are marked failed, and it goes back to the queue — or fails if it already
-    came back once. Queued trips older than that are enqueued again (the claim is atomic, so a
-    duplicate does no harm).
+    A running trip is orphaned when its heartbeat is older than CLUTCH_STALE_AFTER_S. One
+    recoverer claims it (a conditional update, so several workers starting at once cannot
+    both act), marks its unfinished legs failed, settles its held reservations at the reserved
+    amount (the dead call may have been billed), and only then puts it back in the queue — or
+    fails it if it already came back once. Queued trips older than that are enqueued again
+    (the claim is atomic, so a duplicate does no harm).
     """
     from fahrtenbuch.models import Leg, LegStatus, SpendEntry, SpendState
     from garage import tankuhr
 
     now = now or timezone.now()
     limit = now - timedelta(seconds=stale_after_s())
+    why = f"its worker stopped while driving it (no heartbeat for {stale_after_s():g} s)"
     resumed, failed, requeued = [], [], []
-    for trip in Trip.objects.filter(status=TripStatus.RUNNING, heartbeat_at__lt=limit).order_by(
-        "id"
-    ):
-        for entry in SpendEntry.objects.filter(leg__trip=trip, state=SpendState.HELD):
-            tankuhr.settle(entry, actual=entry.reserved_usd)
-        why = f"its worker stopped while driving it (no heartbeat for {stale_after_s():g} s)"
-        Leg.objects.filter(trip=trip, status__in=(LegStatus.PENDING, LegStatus.RUNNING)).update(
-            status=LegStatus.FAILED, error=why, error_kind="worker_lost", finished_at=now
-        )
-        if trip.resumed < 1:
-            back = Trip.objects.filter(
+    orphans = Trip.objects.filter(status=TripStatus.RUNNING, heartbeat_at__lt=limit)
+    for trip in orphans.order_by("id"):
+        again = trip.resumed < 1
+        with transaction.atomic():
+            claimed = Trip.objects.filter(
                 pk=trip.pk, status=TripStatus.RUNNING, heartbeat_at__lt=limit
-            ).update(status=TripStatus.QUEUED, resumed=F("resumed") + 1, heartbeat_at=None)
-            if back:
+            ).update(
+                status=TripStatus.QUEUED if again else TripStatus.FAILED,
+                resumed=F("resumed") + int(again),
+                heartbeat_at=None,
+                **(
+                    {}
+                    if again
+                    else {
+                        "error": f"{why}; it had been resumed once already",
+                        "error_kind": "worker_lost",
+                        "finished_at": now,
+                    }
+                ),
+            )
+            if not claimed:
+                continue  # another recoverer took it, or its worker came back to life
+            Leg.objects.filter(trip=trip, status__in=(LegStatus.PENDING, LegStatus.RUNNING)).update(
+                status=LegStatus.FAILED, error=why, error_kind="worker_lost", finished_at=now
+            )
+            for entry in SpendEntry.objects.filter(leg__trip=trip, state=SpendState.HELD):
+                tankuhr.settle(entry, actual=entry.reserved_usd)
+            if again:
                 trip_event(trip.pk, "status", status=TripStatus.QUEUED, error=f"resumed: {why}")
                 resumed.append(trip.pk)
-                enqueue(trip.pk)
-        elif trip_finish(
-            trip,
-            status=TripStatus.FAILED,
-            fields={
-                "error": f"{why}; it had been resumed once already",
-                "error_kind": "worker_lost",
-            },
-        ):
-            failed.append(trip.pk)
+                transaction.on_commit(lambda trip_id=trip.pk: enqueue(trip_id))
+            else:
+                trip_event(trip.pk, "status", status=TripStatus.FAILED, error=why)
+                tacho_record(
+                    when=now,
+                    succeeded=False,
+                    input_tokens=0,
+                    output_tokens=0,
+                    thinking_tokens=0,
+                    cost=Decimal(0),
+                    latency_ms=0,
+                )
+                failed.append(trip.pk)
     for trip_id in Trip.objects.filter(status=TripStatus.QUEUED, created_at__lt=limit).values_list(
         "id", flat=True
     )[:500]:
-        enqueue(trip_id)
-        requeued.append(trip_id)
+        if trip_id not in resumed:
+            enqueue(trip_id)
+            requeued.append(trip_id)
     return {"resumed": resumed, "failed": failed, "requeued": requeued}

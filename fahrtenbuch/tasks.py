@@ -1,5 +1,7 @@
 """Huey tasks: they take ids, claim atomically and are safe to run twice."""
 
+import threading
+
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
@@ -18,7 +20,12 @@ def recover_trips() -> None:
     services.trips_recover(enqueue=run_trip)
 
 
+_recovered_at_start = threading.Lock()
+
+
 @HUEY.on_startup()
 def recover_on_startup() -> None:
-    # A worker that starts picks up what a dead one left behind, without waiting a minute.
-    services.trips_recover(enqueue=run_trip)
+    # A consumer that starts picks up what a dead one left behind, without waiting a minute.
+    # Every worker thread runs startup hooks; one recovery per process is enough.
+    if _recovered_at_start.acquire(blocking=False):
+        services.trips_recover(enqueue=run_trip)

@@ -203,3 +203,32 @@ def test_a_killed_worker_leaves_no_trip_stuck_running(member, car, start_consume
         and legs[0].error_kind == "worker_lost"
         and legs[-1].status == "succeeded"
     )
+
+
+def test_recovery_claims_each_orphan_once_and_fails_it_the_second_time(
+    member, car, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fahrtenbuch.services import trips_recover
+
+    trip = submit(member, "Fix the login bug")
+    old = timezone.now() - timedelta(minutes=5)
+    Trip.objects.filter(pk=trip.pk).update(status="running", heartbeat_at=old)
+    trip.legs.create(position=1, status="pending", gear_name="claude-sonnet")
+    enqueued: list[int] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        first = trips_recover(enqueue=enqueued.append)
+        second = trips_recover(enqueue=enqueued.append)
+    assert first["resumed"] == [trip.pk] and second["resumed"] == [] and enqueued == [trip.pk]
+    trip.refresh_from_db()
+    assert trip.status == "queued" and trip.resumed == 1
+    assert trip.legs.get().error_kind == "worker_lost"
+    Trip.objects.filter(pk=trip.pk).update(status="running", heartbeat_at=old)
+    with django_capture_on_commit_callbacks(execute=True):
+        third = trips_recover(enqueue=enqueued.append)
+    trip.refresh_from_db()
+    assert third["failed"] == [trip.pk] and trip.status == "failed"
+    assert "resumed once already" in trip.error and enqueued == [trip.pk]
