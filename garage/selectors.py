@@ -256,4 +256,15 @@ def fahrschule_overview(*, runs: int = 20) -> dict:
         },
         "routes": road_routes(),
         "runs": list(TrainingRun.objects.select_related("triggered_by").order_by("-id")[:runs]),
+        "lernrouter": lernrouter_state(last),
     }
+
+
+def lernrouter_state(last_run) -> dict | None:
+    """What the last training made of the learned router: per gear how many trips, how often
+    they succeeded and what they cost — or why it is not trained yet."""
+    report = (last_run.report or {}).get("lernrouter") if last_run is not None else None
+    if not report:
+        return None
+    gears = [{"gear": name, **figures} for name, figures in (report.get("gears") or {}).items()]
+    return {**report, "gear_rows": sorted(gears, key=lambda g: g["gear"])}

@@ -80,3 +80,28 @@ def test_training_needs_the_csrf_token(admin_user):
 
     assert browser.post("/fahrschule/train/").status_code == 403
     assert TrainingRun.objects.count() == 0
+
+
+def test_the_page_shows_how_the_lernrouter_does(admin_client, defaults):
+    from decimal import Decimal
+
+    from fahrtenbuch.models import Trip
+    from garage.models import Gear
+
+    haiku, flash = Gear.objects.get(name="claude-haiku"), Gear.objects.get(name="gemini-flash")
+    for i in range(22):
+        for gear, status in ((haiku, "succeeded"), (flash, "failed")):
+            Trip.objects.create(
+                task=f"Format file {i}",
+                road="feldweg",
+                gear=gear,
+                gear_name=gear.name,
+                status=status,
+                cost_usd=Decimal("0.001"),
+                latency_ms=500,
+            )
+    page = admin_client.get("/fahrschule/").content.decode()
+    assert "Not trained yet" in page
+    admin_client.post("/fahrschule/train/")
+    page = admin_client.get("/fahrschule/").content.decode()
+    assert "Trained on 44 trips" in page and "gemini-flash" in page
