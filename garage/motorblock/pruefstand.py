@@ -116,11 +116,14 @@ def simulated_text(task: str, gear: str, language: str, output_tokens: int) -> s
     first_line = task.strip().splitlines()[0][:120] if task.strip() else "the task"
     label = "Simulierte Antwort" if lang == "de" else "Simulated answer"
     lines = [f"[{label} · Prüfstand · {gear}]", f"{rng.choice(OPENINGS[lang])} {first_line}"]
-    steps = STEPS[lang]
     words = sum(len(line.split()) for line in lines)
-    n = 1
+    n, order = 1, []
     while words * 4 // 3 < output_tokens:
-        step = steps[rng.randrange(len(steps))]
+        if not order:  # every step once before any repeats, in a new order each round
+            order = rng.sample(STEPS[lang], len(STEPS[lang]))
+            if n > 1:
+                lines.append(f"({'Nächste Runde' if lang == 'de' else 'Next pass'})")
+        step = order.pop()
         lines.append(f"{n}. {step}")
         words += len(step.split()) + 1
         n += 1
