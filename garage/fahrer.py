@@ -145,11 +145,21 @@ class Fahrer:
 
     def entscheiden(self, task: str, **options) -> Entscheidung:
         """The decision only; nothing runs and nothing is recorded."""
-        task, options = clean_options(task, options)
+        task, options = self._clean(task, options)
         # A preview shows the choice itself: exploration's coin is tossed when a trip is made.
         lage = replace(self.lage(), epsilon=0.0)
         strecke = self.analyse(task, tempo=options.get("tempo"), lage=lage)
         return self._decide(strecke, lage, options, task)
+
+    @staticmethod
+    def _clean(task: str, options: dict) -> tuple[str, dict]:
+        task, options = clean_options(task, options)
+        if options.get("gear") and getriebe.gear_by_name(options["gear"]) is None:
+            known = ", ".join(sorted(getriebe.gear_names()))
+            raise InvalidOptions(
+                f"Unknown or disabled gear {options['gear']!r}; choose one of: {known}."
+            )
+        return task, options
 
     def router(self):
         """The trained Lernrouter, or None before the first training with enough trips."""
@@ -182,7 +192,7 @@ class Fahrer:
     ) -> tuple[Trip, bool]:
         """Analyse, decide and record a trip (queued, or refused with its reason).
         Returns (trip, created); an idempotency key seen before returns the first trip."""
-        task, options = clean_options(task, options)
+        task, options = self._clean(task, options)
         if idempotency_key and self.user is not None:
             existing = Trip.objects.filter(user=self.user, idempotency_key=idempotency_key).first()
             if existing is not None:

@@ -37,7 +37,8 @@ RETRY_AFTER_CAP_S = 30.0
 FLUSH_EVERY_S = 0.1
 FLUSH_CHARS = 400
 WATCH_EVERY_S = 0.5
-HEARTBEAT_EVERY_S = 5.0  # recovery takes a trip as orphaned after CLUTCH_STALE_AFTER_S (30 s)
+# Recovery takes a trip as orphaned after CLUTCH_STALE_AFTER_S (30 s): keep this well below it.
+HEARTBEAT_EVERY_S = float(os.environ.get("CLUTCH_HEARTBEAT_S", "5"))
 DEFAULT_MEMBERS = {
     "en": ["implementation", "tests", "review"],
     "de": ["Implementierung", "Tests", "Review"],
@@ -569,6 +570,7 @@ class Fahrt:
         """All legs of a phase in one insert, pending until their call finishes."""
         gear_row = self.gear_rows.get(self.gear.name)
         legs = []
+        starts_at_once, now = len(phase.legs) <= self.concurrency, timezone.now()
         for plan in phase.legs:
             self.position += 1
             legs.append(
@@ -583,6 +585,9 @@ class Fahrt:
                     throttle=self.gas.wert,
                     prompt=plan.prompt(previous),
                     simulated=self.gear.simulated,
+                    # All of a small phase start at once; a larger one waits for free slots.
+                    status=LegStatus.RUNNING if starts_at_once else LegStatus.PENDING,
+                    started_at=now if starts_at_once else None,
                 )
             )
         Leg.objects.bulk_create(legs)

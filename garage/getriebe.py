@@ -205,6 +205,11 @@ def _load_tables() -> _Tables:
         return tables
 
 
+def gear_names() -> list[str]:
+    t = _load_tables()
+    return [g.name for g in (*t.gears, *t.extra_gears)]
+
+
 def gear_by_name(name: str) -> GearSpec | None:
     t = _load_tables()
     return next((g for g in (*t.gears, *t.extra_gears) if g.name == name), None)

@@ -135,11 +135,25 @@ def test_submit_returns_202_with_the_trip_and_the_decision(
     assert Trip.objects.count() == 1
 
 
-def test_a_refused_submission_is_recorded_with_its_reason(member_api):
+def test_an_unknown_gear_is_a_422_listing_the_gears(member_api):
     response = member_api.post("/trips", {"task": BUG, "gear": "no-such-gear"})
+    assert response.status_code == 422
+    assert "no-such-gear" in response.json()["detail"] and "claude-sonnet" in response.json()["detail"]
+    assert Trip.objects.count() == 0
+
+
+def test_a_refused_submission_is_recorded_with_its_reason(member_api):
+    from decimal import Decimal
+
+    from garage import tankuhr
+    from garage.models import Provider
+
+    Provider.objects.filter(kind__in=["ollama", "llamacpp"]).update(enabled=False)
+    tankuhr.reserve(amount=Decimal("45"))  # 90 % of the daily limit: red
+    response = member_api.post("/trips", {"task": BUG})
     assert response.status_code == 202
     trip = response.json()["trip"]
-    assert trip["status"] == "refused" and "no-such-gear" in trip["error"]
+    assert trip["status"] == "refused" and "paid gears are refused" in trip["error"]
 
 
 def test_list_shows_members_their_own_trips_and_admins_all(member_api, admin_api, member, outsider):

@@ -190,7 +190,9 @@ def test_a_killed_worker_leaves_no_trip_stuck_running(member, car, start_consume
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     time.sleep(1.2)
-    second = start_consumer(CLUTCH_STALE_AFTER_S="1")
+    # Its own heartbeat must come more often than "stale" (1 s here, 30 s by default), or its
+    # periodic recovery would take the resumed trip for orphaned again.
+    second = start_consumer(CLUTCH_STALE_AFTER_S="1", CLUTCH_HEARTBEAT_S="0.2")
     trip = wait_for(trip.pk, consumer=second)
     assert trip.status == "succeeded" and trip.resumed == 1
     assert any(
