@@ -205,7 +205,10 @@ def trip_feedback(trip: Trip, *, thumbs: int, note: str = "") -> Trip:
 
 
 def stale_after_s() -> float:
-    return float(os.environ.get("CLUTCH_STALE_AFTER_S", "30"))
+    """How long a running trip may go without a heartbeat; never less than three beats, so a
+    live trip is not taken for orphaned when the two settings disagree."""
+    stale = float(os.environ.get("CLUTCH_STALE_AFTER_S", "30"))
+    return max(stale, 3 * float(os.environ.get("CLUTCH_HEARTBEAT_S", "5")))
 
 
 def trip_submit(
