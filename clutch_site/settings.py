@@ -221,6 +221,12 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         # One line per executed task is noise at this volume; failures still log at ERROR.
-        "huey": {"level": os.environ.get("CLUTCH_HUEY_LOG_LEVEL", "WARNING")},
+        # With a handler of its own, run_huey leaves it alone instead of adding another
+        # (which printed every line twice, at INFO).
+        "huey": {
+            "handlers": ["console"],
+            "level": os.environ.get("CLUTCH_HUEY_LOG_LEVEL", "WARNING"),
+            "propagate": False,
+        },
     },
 }
