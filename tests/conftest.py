@@ -137,6 +137,7 @@ def start_consumer(transactional_db, settings, tmp_path):
             **os.environ,
             "CLUTCH_PRUEFSTAND_LATENCY": "0",
             "CLUTCH_RETRY_BASE_S": "0",
+            "CLUTCH_HUEY_LOG_LEVEL": "INFO",  # its start line tells us it is ready
             **extra_env,
         }
         db = settings.DATABASES["default"]
