@@ -59,8 +59,8 @@ class WakeableSqliteStorage(SqliteStorage):
                     sender.sendto(b"!", str(path))
                 except (ConnectionRefusedError, FileNotFoundError):
                     path.unlink(missing_ok=True)  # its worker is gone
-                except (BlockingIOError, OSError):
-                    pass  # its buffer is full of wake-ups already: it is awake
+                except OSError:
+                    continue  # its buffer is full of wake-ups already: it is awake
 
     def enqueue(self, data, priority=None) -> None:
         super().enqueue(data, priority)

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fahrtenbuch.models import SpendDay, SpendEntry, SpendState
 from garage import tankuhr
@@ -105,3 +107,50 @@ def test_concurrent_reservations_never_overshoot_the_limit(defaults):
     assert granted == 13 and refused == 11, connection.vendor  # 13 × 0.75 = 9.75 ≤ 10 < 10.5
     day = tankuhr.local_today(tankuhr.budget())
     assert tankuhr.fuel().day_spent == Decimal("9.75") == tankuhr.ledger_totals(day)
+
+
+@pytest.mark.scaleout
+@pytest.mark.django_db(transaction=True)
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    daily=st.decimals(min_value=Decimal("0.5"), max_value=Decimal("20"), places=2),
+    amounts=st.lists(
+        st.decimals(min_value=Decimal("0.01"), max_value=Decimal("6"), places=4),
+        min_size=2,
+        max_size=16,
+    ),
+    spent_share=st.decimals(min_value=Decimal("0"), max_value=Decimal("1"), places=2),
+)
+def test_spend_never_exceeds_a_limit_under_concurrency(defaults, daily, amounts, spent_share):
+    """Any mix of concurrent reservations, each settled at a share of what it held: the day's
+    committed spend stays within the limit, and the rollup always equals the ledger."""
+    SpendEntry.objects.all().delete()
+    SpendDay.objects.all().delete()
+    Budget.objects.filter(name="default").update(
+        daily_limit_usd=daily, monthly_limit_usd=daily * 10
+    )
+    barrier = threading.Barrier(len(amounts))
+
+    def worker(amount: Decimal) -> None:
+        barrier.wait()
+        try:
+            entry = tankuhr.reserve(amount=amount)
+        except tankuhr.BudgetRefused:
+            connections.close_all()
+            return
+        try:
+            tankuhr.settle(entry, actual=(amount * spent_share).quantize(Decimal("0.0001")))
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=worker, args=(a,)) for a in amounts]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    day = tankuhr.local_today(tankuhr.budget())
+    committed = tankuhr.fuel().day_spent
+    assert committed <= daily
+    assert committed == tankuhr.ledger_totals(day)
