@@ -303,3 +303,39 @@ def test_a_preview_does_not_explore(car):
     FitnessCriteria.objects.update(epsilon_start=1.0)
     decisions = {Fahrer().entscheiden(BUG).gear.name for _ in range(10)}
     assert decisions == {"claude-sonnet"}
+
+
+def test_cli_reads_one_task_per_line_and_prints_one_json_object_each(car, tmp_path):
+    from io import StringIO
+
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(
+        "Fix typo in README\n\nBehebe den Fehler im Login\nWrite unit tests for the parser\n"
+    )
+    out = StringIO()
+    call_command("fahren", "--file", str(tasks), "--dry-run", "--json", stdout=out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["road"] for line in lines] == ["feldweg", "bundesstrasse", "testfahrt"]
+    assert all(line["gear"]["tier"] >= 1 and "reasons" in line for line in lines)
+
+
+def test_trainieren_command_prints_the_run_as_json(car):
+    from io import StringIO
+
+    Fahrer(seed=1).fahren(BUG)
+    out = StringIO()
+    call_command("trainieren", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["trips_considered"] == 1 and report["epsilon_after"] < report["epsilon_before"]
+    assert set(report["policy"]) == {
+        "feldweg",
+        "landstrasse",
+        "bundesstrasse",
+        "autobahn",
+        "pruefstrecke",
+        "rallye",
+        "konvoi",
+        "teamfahrt",
+        "langstrecke",
+        "testfahrt",
+    }
