@@ -15,4 +15,6 @@ class GarageConfig(AppConfig):
         # Not business rules: only this process's cache of the tables is dropped.
         for model in (Gear, Provider, Road, FitnessCriteria, RoutingPolicy, TrainingRun):
             post_save.connect(forget_tables, sender=model, dispatch_uid=f"forget-{model.__name__}")
-            post_delete.connect(forget_tables, sender=model, dispatch_uid=f"forget-del-{model.__name__}")
+            post_delete.connect(
+                forget_tables, sender=model, dispatch_uid=f"forget-del-{model.__name__}"
+            )

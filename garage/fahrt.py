@@ -519,7 +519,8 @@ class Fahrt:
         bordcomputer.record_failure(gear_row, error.message, force_open=credentials)
         if credentials:
             Provider.objects.filter(pk=gear_row.provider_id).update(
-                misconfigured=error.message[:300]
+                misconfigured=error.message[:300],
+                misconfigured_key=gear_row.provider.key_fingerprint,
             )
 
     @staticmethod

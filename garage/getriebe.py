@@ -46,8 +46,9 @@ def _why_unavailable(provider: Provider, stand_in: bool, kinds: frozenset[str]) 
         return ""
     if not provider.has_credentials:
         return f"no key: set {' or '.join(provider.api_key_env)}"
-    if provider.misconfigured:
-        return f"credentials rejected: {provider.misconfigured}"
+    if provider.rejected_key_in_use:
+        names = " or ".join(provider.api_key_env) or "its credentials"
+        return f"credentials rejected: {provider.misconfigured} (set a valid key in {names})"
     if provider.kind not in kinds:
         return registry.why_unavailable(provider.kind)
     if provider.kind in LOCAL_SERVER_KINDS and provider.probe_ok is not True:

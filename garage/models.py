@@ -3,6 +3,7 @@
 These tables are imported once from ``config/`` and from then on edited in the admin.
 """
 
+import hashlib
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,6 +61,8 @@ class Provider(models.Model):
         blank=True,
         help_text="Set when the provider rejected the credentials (401/403); cleared on success.",
     )
+    # Which key was rejected, as a short hash (never the key): a new key clears the verdict.
+    misconfigured_key = models.CharField(max_length=16, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -84,6 +87,18 @@ class Provider(models.Model):
     def credential_source(self) -> str | None:
         """Which variable currently holds the key (its name, never its value)."""
         return credentials.first_present(list(self.api_key_env))
+
+    @property
+    def key_fingerprint(self) -> str:
+        """A short hash of the key in use now ('' without one), to recognise a rotated key."""
+        source = self.credential_source
+        value = credentials.lookup(source) if source else None
+        return hashlib.sha256(value.encode()).hexdigest()[:16] if value else ""
+
+    @property
+    def rejected_key_in_use(self) -> bool:
+        """The provider rejected the very key that is configured now."""
+        return bool(self.misconfigured) and self.misconfigured_key == self.key_fingerprint
 
     @property
     def has_credentials(self) -> bool:

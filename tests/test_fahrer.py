@@ -339,3 +339,24 @@ def test_trainieren_command_prints_the_run_as_json(car):
         "langstrecke",
         "testfahrt",
     }
+
+
+def test_a_rejected_key_blocks_its_provider_until_the_key_is_changed(car, monkeypatch):
+    from garage import getriebe
+    from garage.fahrt import Fahrt
+    from garage.models import Gear
+    from garage.motorblock.base import ErrorKind, MotorError
+
+    monkeypatch.setenv("CLUTCH_PRUEFSTAND", "0")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-old-key")
+    sonnet = Gear.objects.select_related("provider").get(name="claude-sonnet")
+    Fahrt._feed_failure(
+        sonnet, MotorError(ErrorKind.CREDENTIALS, "anthropic answered 401: invalid x-api-key")
+    )
+    why = getriebe.load_gearbox()[2]["claude-sonnet"]
+    assert why.startswith("credentials rejected") and "ANTHROPIC_API_KEY" in why
+    assert "sk-ant-old-key" not in why and "sk-ant-old-key" not in str(
+        Provider.objects.get(name="anthropic").__dict__
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-new-key")
+    assert "claude-sonnet" not in getriebe.load_gearbox()[2]

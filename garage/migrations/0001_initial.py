@@ -7,135 +7,592 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Budget',
+            name="Budget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(default='default', max_length=40, unique=True)),
-                ('daily_limit_usd', models.DecimalField(decimal_places=2, max_digits=12, validators=[django.core.validators.MinValueValidator(Decimal('0.01'))])),
-                ('monthly_limit_usd', models.DecimalField(decimal_places=2, max_digits=12, validators=[django.core.validators.MinValueValidator(Decimal('0.01'))])),
-                ('yellow_from', models.DecimalField(decimal_places=4, default=Decimal('0.30'), help_text='Usage share where yellow starts (inclusive).', max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('orange_from', models.DecimalField(decimal_places=4, default=Decimal('0.60'), max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('red_from', models.DecimalField(decimal_places=4, default=Decimal('0.80'), max_digits=5, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('green_max_tier', models.PositiveSmallIntegerField(default=5, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(5)])),
-                ('yellow_max_tier', models.PositiveSmallIntegerField(default=3, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(5)])),
-                ('orange_max_tier', models.PositiveSmallIntegerField(default=2, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(5)])),
-                ('red_max_tier', models.PositiveSmallIntegerField(default=0, help_text='0: in the red zone only zero-cost (local) gears may drive.', validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(5)])),
-                ('timezone', models.CharField(default='UTC', help_text='Calendar day and month are counted here.', max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(default="default", max_length=40, unique=True)),
+                (
+                    "daily_limit_usd",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0.01"))],
+                    ),
+                ),
+                (
+                    "monthly_limit_usd",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0.01"))],
+                    ),
+                ),
+                (
+                    "yellow_from",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0.30"),
+                        help_text="Usage share where yellow starts (inclusive).",
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "orange_from",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0.60"),
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "red_from",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0.80"),
+                        max_digits=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "green_max_tier",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "yellow_max_tier",
+                    models.PositiveSmallIntegerField(
+                        default=3,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "orange_max_tier",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "red_max_tier",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="0: in the red zone only zero-cost (local) gears may drive.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC",
+                        help_text="Calendar day and month are counted here.",
+                        max_length=64,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FitnessCriteria',
+            name="FitnessCriteria",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(default='default', max_length=40, unique=True)),
-                ('weight_efficiency', models.FloatField(default=0.3, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('weight_quality', models.FloatField(default=0.35, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('weight_speed', models.FloatField(default=0.2, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('weight_reliability', models.FloatField(default=0.15, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('window_days', models.PositiveSmallIntegerField(default=30, help_text='Sliding window of trips.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('daily_decay', models.FloatField(default=0.95, help_text='Weight of a trip one day older.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('min_samples', models.PositiveIntegerField(default=20, help_text='Trips a (road, gear) pair needs before the policy trusts it.')),
-                ('switch_margin', models.FloatField(default=0.05, help_text="Fitness lead a gear needs over the road's default to replace it.", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('epsilon_start', models.FloatField(default=0.1, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('epsilon_decay', models.FloatField(default=0.995, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('epsilon_floor', models.FloatField(default=0.02, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('reference_latency_ms', models.PositiveIntegerField(default=10000, help_text='Latency that scores 0.5 on speed.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('reference_cost_usd', models.DecimalField(decimal_places=6, default=Decimal('0.01'), help_text='Cost per trip that scores 0.5 on efficiency.', max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0.000001'))])),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(default="default", max_length=40, unique=True)),
+                (
+                    "weight_efficiency",
+                    models.FloatField(
+                        default=0.3,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "weight_quality",
+                    models.FloatField(
+                        default=0.35,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "weight_speed",
+                    models.FloatField(
+                        default=0.2,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "weight_reliability",
+                    models.FloatField(
+                        default=0.15,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "window_days",
+                    models.PositiveSmallIntegerField(
+                        default=30,
+                        help_text="Sliding window of trips.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "daily_decay",
+                    models.FloatField(
+                        default=0.95,
+                        help_text="Weight of a trip one day older.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "min_samples",
+                    models.PositiveIntegerField(
+                        default=20,
+                        help_text="Trips a (road, gear) pair needs before the policy trusts it.",
+                    ),
+                ),
+                (
+                    "switch_margin",
+                    models.FloatField(
+                        default=0.05,
+                        help_text="Fitness lead a gear needs over the road's default to replace it.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "epsilon_start",
+                    models.FloatField(
+                        default=0.1,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "epsilon_decay",
+                    models.FloatField(
+                        default=0.995,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "epsilon_floor",
+                    models.FloatField(
+                        default=0.02,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "reference_latency_ms",
+                    models.PositiveIntegerField(
+                        default=10000,
+                        help_text="Latency that scores 0.5 on speed.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "reference_cost_usd",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=Decimal("0.01"),
+                        help_text="Cost per trip that scores 0.5 on efficiency.",
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0.000001"))],
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'fitness criteria',
+                "verbose_name_plural": "fitness criteria",
             },
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=40, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9_.-]*$', "Use lowercase letters, digits, '-', '_' or '.' only.")])),
-                ('kind', models.CharField(choices=[('anthropic', 'Anthropic Messages API'), ('gemini', 'Google Gemini API'), ('ollama', 'Ollama (local)'), ('openai', 'OpenAI-compatible'), ('claude_code', 'Claude Code CLI'), ('llamacpp', 'llama.cpp in-process'), ('pruefstand', 'Prüfstand (simulated)')], max_length=20)),
-                ('label', models.CharField(max_length=80)),
-                ('base_url', models.CharField(blank=True, max_length=300)),
-                ('base_url_env', models.CharField(blank=True, help_text='Environment variable that overrides the base URL.', max_length=80)),
-                ('api_key_env', models.JSONField(blank=True, default=list, help_text='Environment variables that may hold the API key, first match wins. Empty for providers that need no key.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('connect_timeout_s', models.FloatField(default=10.0, validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('read_timeout_s', models.FloatField(default=120.0, validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('max_concurrency', models.PositiveIntegerField(default=8, validators=[django.core.validators.MinValueValidator(1)])),
-                ('notes', models.TextField(blank=True)),
-                ('probe_ok', models.BooleanField(blank=True, editable=False, null=True)),
-                ('probe_detail', models.CharField(blank=True, editable=False, max_length=300)),
-                ('probe_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('misconfigured', models.CharField(blank=True, help_text='Set when the provider rejected the credentials (401/403); cleared on success.', max_length=300)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=40,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9_.-]*$",
+                                "Use lowercase letters, digits, '-', '_' or '.' only.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("anthropic", "Anthropic Messages API"),
+                            ("gemini", "Google Gemini API"),
+                            ("ollama", "Ollama (local)"),
+                            ("openai", "OpenAI-compatible"),
+                            ("claude_code", "Claude Code CLI"),
+                            ("llamacpp", "llama.cpp in-process"),
+                            ("pruefstand", "Prüfstand (simulated)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("label", models.CharField(max_length=80)),
+                ("base_url", models.CharField(blank=True, max_length=300)),
+                (
+                    "base_url_env",
+                    models.CharField(
+                        blank=True,
+                        help_text="Environment variable that overrides the base URL.",
+                        max_length=80,
+                    ),
+                ),
+                (
+                    "api_key_env",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Environment variables that may hold the API key, first match wins. Empty for providers that need no key.",
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "connect_timeout_s",
+                    models.FloatField(
+                        default=10.0, validators=[django.core.validators.MinValueValidator(0.1)]
+                    ),
+                ),
+                (
+                    "read_timeout_s",
+                    models.FloatField(
+                        default=120.0, validators=[django.core.validators.MinValueValidator(0.1)]
+                    ),
+                ),
+                (
+                    "max_concurrency",
+                    models.PositiveIntegerField(
+                        default=8, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("probe_ok", models.BooleanField(blank=True, editable=False, null=True)),
+                ("probe_detail", models.CharField(blank=True, editable=False, max_length=300)),
+                ("probe_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "misconfigured",
+                    models.CharField(
+                        blank=True,
+                        help_text="Set when the provider rejected the credentials (401/403); cleared on success.",
+                        max_length=300,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ImportedDefault',
+            name="ImportedDefault",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table', models.CharField(max_length=40)),
-                ('key', models.CharField(max_length=80)),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('imported_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("table", models.CharField(max_length=40)),
+                ("key", models.CharField(max_length=80)),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("imported_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('table', 'key'), name='imported_default_per_row')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("table", "key"), name="imported_default_per_row"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Gear',
+            name="Gear",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=60, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9_.-]*$', "Use lowercase letters, digits, '-', '_' or '.' only.")])),
-                ('label', models.CharField(max_length=100)),
-                ('model_id', models.CharField(max_length=120)),
-                ('tier', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('input_price', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='input USD/Mtok')),
-                ('output_price', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='output USD/Mtok')),
-                ('cached_input_price', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='cached input USD/Mtok')),
-                ('thinking_price', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='thinking USD/Mtok')),
-                ('prices_as_of', models.DateField(blank=True, help_text='When the prices were taken.', null=True)),
-                ('price_source', models.URLField(blank=True, max_length=300)),
-                ('context_window', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_output_tokens', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('reasoning', models.CharField(choices=[('none', 'none'), ('budget', 'token budget'), ('effort', 'effort level'), ('think', 'think flag')], default='none', help_text='How this model takes a reasoning level.', max_length=10)),
-                ('strengths', models.JSONField(blank=True, default=list)),
-                ('enabled', models.BooleanField(default=True)),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='gears', to='garage.provider')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=60,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9_.-]*$",
+                                "Use lowercase letters, digits, '-', '_' or '.' only.",
+                            )
+                        ],
+                    ),
+                ),
+                ("label", models.CharField(max_length=100)),
+                ("model_id", models.CharField(max_length=120)),
+                (
+                    "tier",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ]
+                    ),
+                ),
+                (
+                    "input_price",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="input USD/Mtok",
+                    ),
+                ),
+                (
+                    "output_price",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="output USD/Mtok",
+                    ),
+                ),
+                (
+                    "cached_input_price",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="cached input USD/Mtok",
+                    ),
+                ),
+                (
+                    "thinking_price",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="thinking USD/Mtok",
+                    ),
+                ),
+                (
+                    "prices_as_of",
+                    models.DateField(
+                        blank=True, help_text="When the prices were taken.", null=True
+                    ),
+                ),
+                ("price_source", models.URLField(blank=True, max_length=300)),
+                (
+                    "context_window",
+                    models.PositiveIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "max_output_tokens",
+                    models.PositiveIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "reasoning",
+                    models.CharField(
+                        choices=[
+                            ("none", "none"),
+                            ("budget", "token budget"),
+                            ("effort", "effort level"),
+                            ("think", "think flag"),
+                        ],
+                        default="none",
+                        help_text="How this model takes a reasoning level.",
+                        max_length=10,
+                    ),
+                ),
+                ("strengths", models.JSONField(blank=True, default=list)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="gears",
+                        to="garage.provider",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tier', 'name'],
+                "ordering": ["tier", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Road',
+            name="Road",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=40, unique=True)),
-                ('label', models.CharField(max_length=80)),
-                ('category', models.CharField(help_text='trivial, standard, bugfix, …', max_length=40)),
-                ('description', models.TextField(blank=True)),
-                ('difficulty', models.FloatField(help_text='Base difficulty 0–1.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('throttle', models.FloatField(help_text='Reasoning level 0–1.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('pattern', models.CharField(choices=[('single', 'single (Einzelfahrt)'), ('convoy', 'convoy (Kolonne)'), ('team', 'team'), ('swarm', 'swarm (Schwarm)'), ('hybrid', 'hybrid')], default='single', max_length=10)),
-                ('signals_en', models.JSONField(blank=True, default=list, help_text='English words and phrases that point to this road.')),
-                ('signals_de', models.JSONField(blank=True, default=list, help_text='German words and phrases that point to this road.')),
-                ('is_fallback', models.BooleanField(default=False, help_text='Taken when no signal matches. Exactly one road should be.')),
-                ('order', models.PositiveSmallIntegerField(default=0)),
-                ('default_gear', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='roads', to='garage.gear')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=40, unique=True)),
+                ("label", models.CharField(max_length=80)),
+                (
+                    "category",
+                    models.CharField(help_text="trivial, standard, bugfix, …", max_length=40),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "difficulty",
+                    models.FloatField(
+                        help_text="Base difficulty 0–1.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "throttle",
+                    models.FloatField(
+                        help_text="Reasoning level 0–1.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "pattern",
+                    models.CharField(
+                        choices=[
+                            ("single", "single (Einzelfahrt)"),
+                            ("convoy", "convoy (Kolonne)"),
+                            ("team", "team"),
+                            ("swarm", "swarm (Schwarm)"),
+                            ("hybrid", "hybrid"),
+                        ],
+                        default="single",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "signals_en",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="English words and phrases that point to this road.",
+                    ),
+                ),
+                (
+                    "signals_de",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="German words and phrases that point to this road.",
+                    ),
+                ),
+                (
+                    "is_fallback",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Taken when no signal matches. Exactly one road should be.",
+                    ),
+                ),
+                ("order", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "default_gear",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="roads",
+                        to="garage.gear",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['order', 'slug'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_fallback', True)), fields=('is_fallback',), name='one_fallback_road', violation_error_message='Only one road can be the fallback.')],
+                "ordering": ["order", "slug"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_fallback", True)),
+                        fields=("is_fallback",),
+                        name="one_fallback_road",
+                        violation_error_message="Only one road can be the fallback.",
+                    )
+                ],
             },
         ),
     ]

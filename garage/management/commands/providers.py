@@ -155,6 +155,11 @@ class Command(BaseCommand):
             Provider.objects.filter(pk=provider.pk).update(
                 probe_ok=probe.reachable, probe_detail=probe.detail[:300], probe_at=now
             )
+            if probe.reachable and provider.needs_credentials:
+                # The server took the key for its model list: the key works again.
+                Provider.objects.filter(pk=provider.pk).update(
+                    misconfigured="", misconfigured_key=""
+                )
             if not provider.enabled:
                 probe.detail += " (disabled in the admin)"
         if options["json"]:
