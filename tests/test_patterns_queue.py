@@ -200,7 +200,9 @@ def test_a_killed_worker_leaves_no_trip_stuck_running(member, car, start_consume
         for e in TripEvent.objects.filter(trip=trip, kind="status")
     )
     legs = list(trip.legs.order_by("position"))
-    assert legs[-1].status == "succeeded" and len(legs) >= 2
+    assert len(legs) >= 2 and any(leg.status == "succeeded" for leg in legs[1:]), [
+        (leg.position, leg.status, leg.error_kind) for leg in legs
+    ]
     # The first run's leg was cut off by the kill — unless a starved test process was so slow
     # that its call had already finished before the kill landed (then only the trip was lost).
     assert legs[0].status == "succeeded" or legs[0].error_kind == "worker_lost"
