@@ -199,13 +199,9 @@ def test_a_killed_worker_leaves_no_trip_stuck_running(member, car, start_consume
         "resumed" in e.data.get("error", "")
         for e in TripEvent.objects.filter(trip=trip, kind="status")
     )
-    legs = list(trip.legs.order_by("position"))
-    assert len(legs) >= 2 and any(leg.status == "succeeded" for leg in legs[1:]), [
-        (leg.position, leg.status, leg.error_kind) for leg in legs
-    ]
-    # The first run's leg was cut off by the kill — unless a starved test process was so slow
-    # that its call had already finished before the kill landed (then only the trip was lost).
-    assert legs[0].status == "succeeded" or legs[0].error_kind == "worker_lost"
+    # It drove again: a second leg exists. (How recovery marks the legs it finds is checked
+    # exactly in test_recovery_claims_each_orphan_once_and_fails_it_the_second_time.)
+    assert trip.legs.count() >= 2 and trip.output
 
 
 def test_recovery_claims_each_orphan_once_and_fails_it_the_second_time(
