@@ -316,9 +316,7 @@ class Fahrt:
             usage=usage,
             latency_ms=latency,
             ttft_ms=latency,
-            cost_usd=g.cost(
-                usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens
-            ),
+            cost_usd=usage.cost_on(g),
         )
 
     # --- one leg: retries, failover, budget, breakers ----------------------------------

@@ -95,6 +95,12 @@ class Usage:
     cached_tokens: int = 0
     thinking_tokens: int = 0
 
+    def cost_on(self, gear: GearSpec) -> Decimal:
+        """What these tokens cost at ``gear``'s prices."""
+        return gear.cost(
+            self.input_tokens, self.output_tokens, self.cached_tokens, self.thinking_tokens
+        )
+
     def as_dict(self) -> dict:
         return {
             "input_tokens": self.input_tokens,

@@ -206,9 +206,7 @@ def cost_of(result: dict, anfrage: Anfrage, usage: Usage) -> Decimal:
     if isinstance(reported, int | float) and not isinstance(reported, bool):
         with contextlib.suppress(InvalidOperation):
             return Decimal(str(reported))
-    return anfrage.gear.cost(
-        usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens
-    )
+    return usage.cost_on(anfrage.gear)
 
 
 def antwort(lauf: Lauf, anfrage: Anfrage, uhr: Stoppuhr) -> Antwort:

@@ -236,9 +236,7 @@ async def call(anfrage: Anfrage, on_delta: DeltaHandler | None = None) -> Antwor
     return Antwort(
         text="".join(stream.text),
         usage=usage,
-        cost_usd=anfrage.gear.cost(
-            usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens
-        ),
+        cost_usd=usage.cost_on(anfrage.gear),
         latency_ms=uhr.latency_ms,
         ttft_ms=uhr.ttft_ms,
         thinking="".join(stream.thinking),

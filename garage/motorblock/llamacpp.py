@@ -213,7 +213,7 @@ async def call(anfrage: Anfrage, on_delta: DeltaHandler | None = None) -> Antwor
     return Antwort(
         text="".join(lauf.text),
         usage=usage,
-        cost_usd=anfrage.gear.cost(usage.input_tokens, usage.output_tokens),
+        cost_usd=usage.cost_on(anfrage.gear),
         latency_ms=uhr.latency_ms,
         ttft_ms=uhr.ttft_ms,
         stop_reason=lauf.finish_reason,

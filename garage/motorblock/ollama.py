@@ -157,7 +157,7 @@ async def _read_stream(
     return Antwort(
         text="".join(text),
         usage=usage,
-        cost_usd=anfrage.gear.cost(usage.input_tokens, usage.output_tokens),
+        cost_usd=usage.cost_on(anfrage.gear),
         latency_ms=uhr.latency_ms,
         ttft_ms=uhr.ttft_ms,
         thinking="".join(thinking),

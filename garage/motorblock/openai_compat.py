@@ -239,9 +239,7 @@ async def _read_stream(
     return Antwort(
         text="".join(text),
         usage=usage,
-        cost_usd=anfrage.gear.cost(
-            usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.thinking_tokens
-        ),
+        cost_usd=usage.cost_on(anfrage.gear),
         latency_ms=uhr.latency_ms,
         ttft_ms=uhr.ttft_ms,
         thinking="".join(thinking),

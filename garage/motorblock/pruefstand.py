@@ -207,7 +207,7 @@ class Pruefstand:
         return Antwort(
             text=text,
             usage=usage,
-            cost_usd=gear.cost(usage.input_tokens, usage.output_tokens, 0, usage.thinking_tokens),
+            cost_usd=usage.cost_on(gear),
             latency_ms=uhr.latency_ms,
             ttft_ms=uhr.ttft_ms,
             stop_reason="end_turn",
