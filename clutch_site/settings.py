@@ -133,6 +133,10 @@ else:
                     "PRAGMA cache_size=-65536;"
                 ),
             },
+            # Keep each thread's connection: opening one (with the pragmas above) cost more
+            # than a whole short API request. Web threads and worker threads live long.
+            "CONN_MAX_AGE": 600,
+            "CONN_HEALTH_CHECKS": True,
             # A file, not memory: tests run Huey consumers in other processes on it.
             "TEST": {
                 "NAME": os.environ.get(

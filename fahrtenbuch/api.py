@@ -1,11 +1,14 @@
 """The trip API: route, submit, run, list, read, cancel, feedback."""
 
 import asyncio
+import contextlib
 import time
+import uuid
 
 from asgiref.sync import sync_to_async
 from ninja import Query, Router, Schema, Status
 
+from clutch_site.doorbell import trip_bells
 from fahrtenbuch import selectors, services
 from fahrtenbuch.models import Trip
 from fahrtenbuch.schemas import (
@@ -119,8 +122,37 @@ def submit(request, payload: TripIn):
     return Status(202, {"trip": trip_out(trip), "decision": decision_out(trip), "created": created})
 
 
-def _status(trip_id: int) -> str | None:
-    return Trip.objects.filter(pk=trip_id).values_list("status", flat=True).first()
+# A backstop for rings that cannot arrive (the worker on another machine): look anyway.
+LOOK_EVERY_S = 0.05
+
+
+def _finished_detail(trip_id: int) -> dict | None:
+    """The trip with its legs once it has finished, else None: one look at the database."""
+    trip = Trip.objects.select_related("user").get(pk=trip_id)
+    return trip_detail_out(trip) if trip.is_finished else None
+
+
+async def _wait_for_detail(trip_id: int, wait_s: float) -> tuple[dict, bool]:
+    """Wait for the worker's ring that the trip finished (fahrtenbuch.services.trip_finish),
+    up to ``wait_s``; the database decides, the ring only wakes. Returns (detail, finished)."""
+    bells = trip_bells()
+    sock = bells.listen(f"trip-{trip_id}-{uuid.uuid4().hex[:12]}")
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + wait_s
+    try:
+        # Listening before this look: a trip that finishes from now on rings this socket.
+        while (detail := await sync_to_async(_finished_detail)(trip_id)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.sock_recv(sock, 16), min(left, LOOK_EVERY_S))
+    finally:
+        bells.hang_up(sock)
+    if detail is not None:
+        return detail, True
+    trip = await sync_to_async(Trip.objects.select_related("user").get)(pk=trip_id)
+    return await sync_to_async(trip_detail_out)(trip), trip.is_finished
 
 
 @router.post(
@@ -136,25 +168,18 @@ async def run(request, payload: RunIn):
         options=payload.options(),
         idempotency_key=payload.idempotency_key,
     )
-    deadline = time.monotonic() + payload.wait_s
-    pause = 0.002
-    status = trip.status
-    while status in ("queued", "running") and time.monotonic() < deadline:
-        await asyncio.sleep(pause)
-        pause = min(pause * 1.5, 0.01)
-        status = await sync_to_async(_status)(trip.pk)
-    trip = await sync_to_async(Trip.objects.select_related("user").get)(pk=trip.pk)
-    detail = await sync_to_async(trip_detail_out)(trip)
-    if trip.is_finished:
+    detail, finished = await _wait_for_detail(trip.pk, payload.wait_s)
+    if finished:
         return Status(
-            200, {"finished": True, "message": f"Trip {trip.pk} {trip.status}.", "trip": detail}
+            200,
+            {"finished": True, "message": f"Trip {trip.pk} {detail['status']}.", "trip": detail},
         )
     return Status(
         202,
         {
             "finished": False,
             "trip": detail,
-            "message": f"Trip {trip.pk} is still {trip.status} after {payload.wait_s:g} s; "
+            "message": f"Trip {trip.pk} is still {detail['status']} after {payload.wait_s:g} s; "
             f"poll GET /api/trips/{trip.pk}.",
         },
     )

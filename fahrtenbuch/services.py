@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clutch_site.doorbell import trip_bells
 from fahrtenbuch.models import FINISHED_STATUSES, Leg, TachoMinute, Trip, TripEvent, TripStatus
 from garage.engine.kupplung import Entscheidung
 from garage.models import Gear
@@ -23,6 +24,13 @@ class ApplicationError(Exception):
 
 def trip_event(trip_id: int, kind: str, **data) -> TripEvent:
     return TripEvent.objects.create(trip_id=trip_id, kind=kind, data=data)
+
+
+def trip_events(trip_id: int, events: list[tuple[str, dict]]) -> None:
+    """Several events in one insert, in order."""
+    TripEvent.objects.bulk_create(
+        [TripEvent(trip_id=trip_id, kind=kind, data=data) for kind, data in events]
+    )
 
 
 def trip_create(
@@ -70,11 +78,12 @@ def trip_create(
 def trip_claim(trip_id: int) -> bool:
     """queued → running, atomically: exactly one worker wins a trip."""
     now = timezone.now()
-    claimed = Trip.objects.filter(pk=trip_id, status=TripStatus.QUEUED).update(
-        status=TripStatus.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if claimed:
-        trip_event(trip_id, "status", status=TripStatus.RUNNING)
+    with transaction.atomic():
+        claimed = Trip.objects.filter(pk=trip_id, status=TripStatus.QUEUED).update(
+            status=TripStatus.RUNNING, started_at=now, heartbeat_at=now
+        )
+        if claimed:
+            trip_event(trip_id, "status", status=TripStatus.RUNNING)
     return bool(claimed)
 
 
@@ -110,12 +119,17 @@ def leg_start(
     )
 
 
-def trip_finish(trip: Trip, *, status: str, fields: dict) -> bool:
-    """running → a final status with its figures; False if the trip was already finished
-    (cancelled meanwhile), in which case nothing is overwritten."""
+def trip_finish(
+    trip: Trip, *, status: str, fields: dict, events: list[tuple[str, dict]] = ()
+) -> bool:
+    """running → a final status with its figures, after the driver's last ``events``, in one
+    transaction; False if the trip was already finished (cancelled meanwhile), in which case
+    only the events are written and nothing is overwritten."""
     assert status in FINISHED_STATUSES
     now = timezone.now()
     with transaction.atomic():
+        if events:
+            trip_events(trip.pk, events)
         updated = (
             Trip.objects.filter(pk=trip.pk)
             .exclude(status__in=FINISHED_STATUSES)
@@ -134,6 +148,7 @@ def trip_finish(trip: Trip, *, status: str, fields: dict) -> bool:
                 cost=fields.get("cost_usd", Decimal(0)),
                 latency_ms=fields.get("latency_ms") or 0,
             )
+    transaction.on_commit(lambda: trip_bells().ring(f"trip-{trip.pk}-*"))
     for name, value in fields.items():
         setattr(trip, name, value)
     trip.status, trip.finished_at = status, now

@@ -12,7 +12,7 @@ from fahrtenbuch import services
 def run_trip(trip_id: int) -> None:
     from garage.fahrer import Fahrer
 
-    Fahrer().drive(trip_id)
+    Fahrer().drive(trip_id, reload=False)
 
 
 @db_periodic_task(crontab(minute="*"))

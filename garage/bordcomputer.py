@@ -8,6 +8,7 @@ it again. Thresholds come from settings (CLUTCH_BREAKER_*), defaults 3, 5 and 30
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -191,42 +192,76 @@ def latency(gear_id: int | None = None, *, last: int = 500) -> Latency:
     )
 
 
-def anomalies(
-    *, gear_id: int | None, road: str, output_tokens: int, latency_ms: int | None, last: int = 200
-) -> list[dict]:
-    """Token explosion (> 2× the road/gear mean) and latency outliers (z-score > 2.5)."""
+@dataclass(frozen=True)
+class Baseline:
+    """What a road's trips on a gear usually look like: the yardstick for anomaly flags."""
+
+    trips: int
+    mean_tokens: float
+    latencies: int
+    mean_latency: float
+    std_latency: float
+
+
+# (gear id, road) → (monotonic time read, baseline). The baseline moves slowly; reading the
+# last 200 trips for every finished trip cost the worker more than the rest of a short trip.
+_baselines: dict[tuple[int | None, str], tuple[float, Baseline]] = {}
+
+
+def _baseline_ttl_s() -> float:
+    return float(os.environ.get("CLUTCH_ANOMALY_BASELINE_S", "10"))
+
+
+def baseline(*, gear_id: int | None, road: str, last: int = 200) -> Baseline:
     from fahrtenbuch.models import Trip, TripStatus
 
+    key, now = (gear_id, road), time.monotonic()
+    cached = _baselines.get(key)
+    if cached and now - cached[0] < _baseline_ttl_s():
+        return cached[1]
     history = list(
         Trip.objects.filter(gear_id=gear_id, road=road, status=TripStatus.SUCCEEDED)
         .order_by("-id")
         .values_list("output_tokens", "latency_ms")[:last]
     )
-    flags: list[dict] = []
-    if len(history) < 10:
-        return flags
     tokens = [h[0] for h in history]
-    mean_tokens = sum(tokens) / len(tokens)
-    if mean_tokens and output_tokens > 2 * mean_tokens:
+    lat = [h[1] for h in history if h[1] is not None]
+    mean_lat = sum(lat) / len(lat) if lat else 0.0
+    result = Baseline(
+        trips=len(history),
+        mean_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
+        latencies=len(lat),
+        mean_latency=mean_lat,
+        std_latency=math.sqrt(sum((x - mean_lat) ** 2 for x in lat) / len(lat)) if lat else 0.0,
+    )
+    if len(_baselines) > 1000:
+        _baselines.clear()
+    _baselines[key] = (now, result)
+    return result
+
+
+def anomalies(
+    *, gear_id: int | None, road: str, output_tokens: int, latency_ms: int | None
+) -> list[dict]:
+    """Token explosion (> 2× the road/gear mean) and latency outliers (z-score > 2.5),
+    against the last 200 succeeded trips of that road on that gear (re-read every
+    CLUTCH_ANOMALY_BASELINE_S seconds, 10 by default)."""
+    base = baseline(gear_id=gear_id, road=road)
+    flags: list[dict] = []
+    if base.trips < 10:
+        return flags
+    if base.mean_tokens and output_tokens > 2 * base.mean_tokens:
         flags.append(
             {
                 "kind": "token_explosion",
                 "output_tokens": output_tokens,
-                "mean": round(mean_tokens, 1),
+                "mean": round(base.mean_tokens, 1),
             }
         )
-    lat = [h[1] for h in history if h[1] is not None]
-    if latency_ms is not None and len(lat) >= 10:
-        mean = sum(lat) / len(lat)
-        std = math.sqrt(sum((x - mean) ** 2 for x in lat) / len(lat))
-        if std > 0 and (latency_ms - mean) / std > 2.5:
-            flags.append(
-                {
-                    "kind": "latency_outlier",
-                    "latency_ms": latency_ms,
-                    "z": round((latency_ms - mean) / std, 2),
-                }
-            )
+    if latency_ms is not None and base.latencies >= 10 and base.std_latency > 0:
+        z = (latency_ms - base.mean_latency) / base.std_latency
+        if z > 2.5:
+            flags.append({"kind": "latency_outlier", "latency_ms": latency_ms, "z": round(z, 2)})
     return flags
 
 

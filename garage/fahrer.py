@@ -208,13 +208,18 @@ class Fahrer:
             idempotency_key=idempotency_key,
         )
 
-    def drive(self, trip_id: int, *, handler: Handler | None = None, on_delta=None) -> Trip:
-        """Run a queued trip to its end. Safe to call twice: only one caller claims it."""
+    def drive(
+        self, trip_id: int, *, handler: Handler | None = None, on_delta=None, reload: bool = True
+    ) -> Trip:
+        """Run a queued trip to its end. Safe to call twice: only one caller claims it.
+        Returns the trip as stored (``reload=False``: as this driver left it, for callers
+        that do not look at it, like the worker)."""
         if not log.trip_claim(trip_id):
             return Trip.objects.get(pk=trip_id)
         trip = Trip.objects.select_related("gear__provider").get(pk=trip_id)
+        events: list[tuple[str, dict]] = []
         try:
-            status, fields = self._run(trip, handler=handler, on_delta=on_delta)
+            status, fields, events = self._run(trip, handler=handler, on_delta=on_delta)
         except Exception as exc:  # a bug must end the trip with its reason, never leave it running
             status, fields = (
                 TripStatus.FAILED,
@@ -230,19 +235,23 @@ class Fahrer:
                 output_tokens=fields.get("output_tokens", 0),
                 latency_ms=fields.get("latency_ms"),
             )
-        log.trip_finish(trip, status=status, fields=fields)
-        trip.refresh_from_db()
+        finished = log.trip_finish(trip, status=status, fields=fields, events=events)
+        if reload or not finished:  # not finished here: cancelled meanwhile, that status stands
+            trip.refresh_from_db()
         return trip
 
-    def _run(self, trip: Trip, *, handler, on_delta) -> tuple[str, dict]:
-        lage = self.lage()
+    def _run(self, trip: Trip, *, handler, on_delta) -> tuple[str, dict, list]:
         strecke = strecke_of(trip)
-        gear = lage.gear(trip.gear_name)
+        gear = getriebe.gear_by_name(trip.gear_name)
         if gear is None:
-            return TripStatus.FAILED, {
-                "error": f"gear {trip.gear_name!r} is no longer in the gearbox",
-                "error_kind": "unavailable",
-            }
+            return (
+                TripStatus.FAILED,
+                {
+                    "error": f"gear {trip.gear_name!r} is no longer in the gearbox",
+                    "error_kind": "unavailable",
+                },
+                [],
+            )
         if trip.simulated and not gear.simulated:
             gear = GearSpec(
                 **{
@@ -261,7 +270,7 @@ class Fahrer:
         fahrt = Fahrt(
             trip,
             gear=gear,
-            lage=lage,
+            lage=self.lage,
             strecke=strecke,
             gas=gas,
             handler=handler,

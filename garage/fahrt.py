@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -165,6 +166,10 @@ class Totals:
         self.simulated = self.simulated or antwort.simulated
 
 
+class BreakerOpen(Exception):
+    pass
+
+
 class LegFailed(Exception):
     def __init__(self, error: MotorError) -> None:
         super().__init__(error.message)
@@ -183,19 +188,25 @@ class Fahrt:
         trip: Trip,
         *,
         gear: GearSpec,
-        lage: Lage,
+        lage: Callable[[], Lage],
         strecke: Strecke,
         gas: Gas,
         handler: Handler | None = None,
         pruefstand: Pruefstand | None = None,
         on_delta: Callable[[str], None] | None = None,
     ) -> None:
-        self.trip, self.gear, self.lage, self.strecke, self.gas = trip, gear, lage, strecke, gas
+        self.trip, self.gear, self.strecke, self.gas = trip, gear, strecke, gas
+        # Budget and breakers as they are now: read only when a leg needs a failover gear.
+        self.load_lage = lage
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
         self.totals = Totals()
         # A resumed trip keeps the legs of its first run; new legs number on from them.
-        self.position = trip.legs.aggregate(n=Max("position"))["n"] or 0
+        self.position = 0
+        if trip.resumed:
+            self.position = trip.legs.aggregate(n=Max("position"))["n"] or 0
         self.gear_rows: dict[str, Gear | None] = {}
+        if trip.gear_id and trip.gear_name == gear.name:
+            self.gear_rows[gear.name] = trip.gear  # read with the trip
         self.healthy_until: dict[str, float] = {}  # gear name → monotonic deadline
         self.leg_updates: list[dict] = []  # finished legs not yet written as an event
         self.progress: dict[int, tuple[int, int]] = {}  # phase → (done, total), flushed with output
@@ -223,22 +234,26 @@ class Fahrt:
         if self.on_delta:
             self.on_delta(text)
 
-    async def _flush(self) -> None:
-        """Write what streamed in since the last flush, and the progress, as few events."""
+    def _take_events(self) -> list[tuple[str, dict]]:
+        """What streamed in since the last flush, finished legs and the progress, as events."""
+        events = []
         if self.buffer:
             chunks, self.buffer, self.buffered = self.buffer, {}, 0
-            await db(log.trip_event)(
-                self.trip.pk, "output", chunks={str(k): v for k, v in chunks.items()}
-            )
+            events.append(("output", {"chunks": {str(k): v for k, v in chunks.items()}}))
         if self.leg_updates:
             updates, self.leg_updates = self.leg_updates, []
-            await db(log.trip_event)(self.trip.pk, "legs", legs=updates)
+            events.append(("legs", {"legs": updates}))
         if self.progress:
             progress, self.progress = self.progress, {}
-            for phase, (done, total) in progress.items():
-                await db(log.trip_event)(
-                    self.trip.pk, "progress", phase=phase, done=done, total=total
-                )
+            events.extend(
+                ("progress", {"phase": phase, "done": done, "total": total})
+                for phase, (done, total) in progress.items()
+            )
+        return events
+
+    async def _flush(self) -> None:
+        if events := self._take_events():
+            await db(log.trip_events)(self.trip.pk, events)
 
     async def _flusher(self) -> None:
         while True:
@@ -386,10 +401,11 @@ class Fahrt:
                 break
             if not candidates and len(tried) < 4:
                 excluded = {g.name for g in tried}
+                lage = await db(self.load_lage)()
                 chain = failover_chain(
                     self.gear,
                     self.strecke,
-                    self.lage,
+                    lage,
                     limit=4,
                     larger_window=outcome.kind == ErrorKind.CONTEXT_TOO_LONG,
                 )
@@ -409,19 +425,27 @@ class Fahrt:
         attempts: list[dict],
         started_at,
     ) -> Antwort | MotorError:
-        if gear_row is not None and not await self._breaker_allows(gear_row):
-            error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
-            attempts.append(
-                {"gear": gear.name, "outcome": "skipped", "error": error.as_dict(), "latency_ms": 0}
-            )
-            return error
+        ask_breaker = (
+            gear_row is not None and self.healthy_until.get(gear_row.name, 0) <= time.monotonic()
+        )
         for attempt in range(MAX_RETRIES + 1):
             # max_output_tokens already holds any thinking budget: the worst case of this call.
             worst = gear.cost(max(1, len(prompt) // 3) + 100, gas.max_output_tokens)
             try:
-                entry = await db(tankuhr.reserve)(
-                    amount=worst, gear=gear_row, trip=self.trip, leg=leg
+                entry = await db(self._admit)(
+                    gear_row, worst, leg, ask_breaker=ask_breaker and attempt == 0
                 )
+            except BreakerOpen:
+                error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
+                attempts.append(
+                    {
+                        "gear": gear.name,
+                        "outcome": "skipped",
+                        "error": error.as_dict(),
+                        "latency_ms": 0,
+                    }
+                )
+                return error
             except tankuhr.BudgetRefused as exc:
                 error = MotorError(ErrorKind.BUDGET, f"Tankuhr refused the call: {exc}")
                 attempts.append(
@@ -467,15 +491,17 @@ class Fahrt:
             return antwort
         raise AssertionError("unreachable")
 
-    async def _breaker_allows(self, gear_row: Gear) -> bool:
-        """Ask the shared breaker, but not for every item of a swarm: a gear seen healthy in
-        this trip within the last second is taken as healthy until one of its calls fails."""
-        if self.healthy_until.get(gear_row.name, 0) > time.monotonic():
-            return True
-        allowed, healthy = await db(bordcomputer.acquire_checked)(gear_row)
-        if healthy:
-            self.healthy_until[gear_row.name] = time.monotonic() + 1.0
-        return allowed
+    def _admit(self, gear_row: Gear | None, amount: Decimal, leg: Leg, *, ask_breaker: bool):
+        """The breaker's yes, then the budget's reservation, in one trip to the database
+        thread. The shared breaker is not asked for every item of a swarm: a gear seen
+        healthy in this trip within the last second is taken as healthy until a call fails."""
+        if ask_breaker:
+            allowed, healthy = bordcomputer.acquire_checked(gear_row)
+            if not allowed:
+                raise BreakerOpen
+            if healthy:
+                self.healthy_until[gear_row.name] = time.monotonic() + 1.0
+        return tankuhr.reserve(amount=amount, gear=gear_row, trip=self.trip, leg=leg)
 
     def _failed_call(self, entry, gear_row: Gear | None, error: MotorError) -> None:
         tankuhr.settle(entry, actual=Decimal(0))
@@ -490,14 +516,15 @@ class Fahrt:
         attempts: list[dict],
         started_at,
     ) -> None:
-        """Everything a good call writes, in one trip to the database thread."""
-        tankuhr.settle(entry, actual=antwort.cost_usd)
-        if gear_row is not None:
-            if self.healthy_until.get(gear_row.name, 0) <= time.monotonic():
-                bordcomputer.record_success(gear_row)
-            if gear_row.provider.misconfigured:
-                Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured="")
-        self._leg_done(leg, gear_row, antwort, attempts, started_at)
+        """Everything a good call writes, in one transaction on the database thread."""
+        with transaction.atomic():
+            tankuhr.settle(entry, actual=antwort.cost_usd)
+            if gear_row is not None:
+                if self.healthy_until.get(gear_row.name, 0) <= time.monotonic():
+                    bordcomputer.record_success(gear_row)
+                if gear_row.provider.misconfigured:
+                    Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured="")
+            self._leg_done(leg, gear_row, antwort, attempts, started_at)
 
     @staticmethod
     def _backoff(attempt: int, error: MotorError) -> float:
@@ -630,7 +657,6 @@ class Fahrt:
         results = await asyncio.gather(
             *(one(p, leg) for p, leg in zip(phase.legs, legs, strict=True))
         )
-        await self._flush()
         good = [r for r in results if r is not None]
         if not good:
             raise LegFailed(
@@ -653,8 +679,9 @@ class Fahrt:
             outputs = await self._phase(number, phase, outputs)
         return outputs[-1] if len(outputs) == 1 else "\n\n".join(outputs)
 
-    async def run(self, phases: list[Phase]) -> tuple[str, dict]:
-        """Drive all phases; returns (final status, trip fields)."""
+    async def run(self, phases: list[Phase]) -> tuple[str, dict, list[tuple[str, dict]]]:
+        """Drive all phases; returns (final status, trip fields, the last events), the last
+        events to be written with the final status, in one transaction."""
         main = asyncio.ensure_future(self._drive(phases))
         watcher = asyncio.ensure_future(self._watch(main))
         flusher = asyncio.ensure_future(self._flusher())
@@ -671,7 +698,6 @@ class Fahrt:
             watcher.cancel()
             flusher.cancel()
             await asyncio.gather(watcher, flusher, return_exceptions=True)
-            await self._flush()
         t = self.totals
         latency = int((time.perf_counter() - self.started) * 1000)
         fields = {
@@ -693,4 +719,4 @@ class Fahrt:
             "reasons": [*self.trip.reasons, *t.failover_reasons],
             "simulated": t.simulated or self.trip.simulated,
         }
-        return status, fields
+        return status, fields, self._take_events()

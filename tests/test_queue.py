@@ -32,8 +32,8 @@ def test_enqueue_wakes_a_blocked_dequeue_at_once(tmp_path):
 def test_a_dead_listener_is_removed_by_the_next_enqueue(tmp_path):
     huey = WakeableSqliteHuey("wake-test", filename=str(tmp_path / "q.sqlite3"))
     storage = huey.storage
-    storage.wake_dir.mkdir(parents=True, exist_ok=True)
-    stale = storage.wake_dir / "999999.sock"
+    storage.bells.directory.mkdir(parents=True, exist_ok=True)
+    stale = storage.bells.directory / "worker-999999.sock"
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

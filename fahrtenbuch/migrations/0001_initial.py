@@ -7,243 +7,587 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('garage', '0001_initial'),
+        ("garage", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SpendDay',
+            name="SpendDay",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(unique=True)),
-                ('committed_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('settled_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField(unique=True)),
+                (
+                    "committed_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                (
+                    "settled_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TachoMinute',
+            name="TachoMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField(unique=True)),
-                ('trips', models.PositiveIntegerField(default=0)),
-                ('succeeded', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('thinking_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('latency_ms_sum', models.PositiveBigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField(unique=True)),
+                ("trips", models.PositiveIntegerField(default=0)),
+                ("succeeded", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                ("thinking_tokens", models.PositiveBigIntegerField(default=0)),
+                (
+                    "cost_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                ("latency_ms_sum", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-minute'],
+                "ordering": ["-minute"],
             },
         ),
         migrations.CreateModel(
-            name='CircuitBreaker',
+            name="CircuitBreaker",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('closed', 'Closed'), ('open', 'Open'), ('half_open', 'half-open')], default='closed', max_length=10)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('recent_failures', models.JSONField(blank=True, default=list, help_text='Timestamps (epoch seconds) of failures in the last hour.')),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('open_until', models.DateTimeField(blank=True, null=True)),
-                ('probe_started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('gear', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='breaker', to='garage.gear')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("closed", "Closed"),
+                            ("open", "Open"),
+                            ("half_open", "half-open"),
+                        ],
+                        default="closed",
+                        max_length=10,
+                    ),
+                ),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                (
+                    "recent_failures",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Timestamps (epoch seconds) of failures in the last hour.",
+                    ),
+                ),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("open_until", models.DateTimeField(blank=True, null=True)),
+                ("probe_started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "gear",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="breaker",
+                        to="garage.gear",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Leg',
+            name="Leg",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('phase', models.PositiveSmallIntegerField(default=0, help_text='Hybrid phase, 0 otherwise.')),
-                ('role', models.CharField(choices=[('single', 'Single'), ('step', 'Step'), ('member', 'Member'), ('item', 'Item'), ('merge', 'Merge'), ('aggregate', 'Aggregate')], default='single', max_length=10)),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('gear_name', models.CharField(blank=True, max_length=60)),
-                ('throttle', models.FloatField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=10)),
-                ('prompt', models.TextField(blank=True)),
-                ('output', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('error_kind', models.CharField(blank=True, max_length=30)),
-                ('attempts', models.JSONField(blank=True, default=list, help_text='One entry per attempt: gear, outcome, error kind and message, latency.')),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cached_tokens', models.PositiveIntegerField(default=0)),
-                ('thinking_tokens', models.PositiveIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('ttft_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('simulated', models.BooleanField(default=False)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('gear', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='legs', to='garage.gear')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                (
+                    "phase",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Hybrid phase, 0 otherwise."
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("single", "Single"),
+                            ("step", "Step"),
+                            ("member", "Member"),
+                            ("item", "Item"),
+                            ("merge", "Merge"),
+                            ("aggregate", "Aggregate"),
+                        ],
+                        default="single",
+                        max_length=10,
+                    ),
+                ),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("gear_name", models.CharField(blank=True, max_length=60)),
+                ("throttle", models.FloatField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("prompt", models.TextField(blank=True)),
+                ("output", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                ("error_kind", models.CharField(blank=True, max_length=30)),
+                (
+                    "attempts",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="One entry per attempt: gear, outcome, error kind and message, latency.",
+                    ),
+                ),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cached_tokens", models.PositiveIntegerField(default=0)),
+                ("thinking_tokens", models.PositiveIntegerField(default=0)),
+                (
+                    "cost_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("ttft_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("simulated", models.BooleanField(default=False)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "gear",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="legs",
+                        to="garage.gear",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['trip', 'position'],
+                "ordering": ["trip", "position"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('trips_considered', models.PositiveIntegerField(default=0)),
-                ('policies_changed', models.PositiveIntegerField(default=0)),
-                ('epsilon_before', models.FloatField()),
-                ('epsilon_after', models.FloatField()),
-                ('report', models.JSONField(blank=True, default=dict)),
-                ('triggered_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("trips_considered", models.PositiveIntegerField(default=0)),
+                ("policies_changed", models.PositiveIntegerField(default=0)),
+                ("epsilon_before", models.FloatField()),
+                ("epsilon_after", models.FloatField()),
+                ("report", models.JSONField(blank=True, default=dict)),
+                (
+                    "triggered_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='RoutingPolicy',
+            name="RoutingPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('throttle', models.FloatField()),
-                ('pattern', models.CharField(choices=[('single', 'single (Einzelfahrt)'), ('convoy', 'convoy (Kolonne)'), ('team', 'team'), ('swarm', 'swarm (Schwarm)'), ('hybrid', 'hybrid')], max_length=10)),
-                ('samples', models.PositiveIntegerField(default=0)),
-                ('fitness', models.FloatField(default=0.0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('gear', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='policies', to='garage.gear')),
-                ('road', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='policy', to='garage.road')),
-                ('training_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='policies', to='fahrtenbuch.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("throttle", models.FloatField()),
+                (
+                    "pattern",
+                    models.CharField(
+                        choices=[
+                            ("single", "single (Einzelfahrt)"),
+                            ("convoy", "convoy (Kolonne)"),
+                            ("team", "team"),
+                            ("swarm", "swarm (Schwarm)"),
+                            ("hybrid", "hybrid"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("samples", models.PositiveIntegerField(default=0)),
+                ("fitness", models.FloatField(default=0.0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "gear",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policies",
+                        to="garage.gear",
+                    ),
+                ),
+                (
+                    "road",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="policy",
+                        to="garage.road",
+                    ),
+                ),
+                (
+                    "training_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="policies",
+                        to="fahrtenbuch.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'routing policies',
+                "verbose_name_plural": "routing policies",
             },
         ),
         migrations.CreateModel(
-            name='Trip',
+            name="Trip",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task', models.TextField()),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('road', models.CharField(blank=True, max_length=40)),
-                ('analysis', models.JSONField(blank=True, default=dict)),
-                ('gear_name', models.CharField(blank=True, help_text='As chosen, kept if the gear is deleted.', max_length=60)),
-                ('throttle', models.FloatField(blank=True, null=True)),
-                ('pattern', models.CharField(blank=True, choices=[('single', 'single (Einzelfahrt)'), ('convoy', 'convoy (Kolonne)'), ('team', 'team'), ('swarm', 'swarm (Schwarm)'), ('hybrid', 'hybrid')], max_length=10)),
-                ('tempo', models.CharField(choices=[('urgent', 'Urgent'), ('normal', 'Normal'), ('thorough', 'Thorough')], default='normal', max_length=10)),
-                ('zone', models.CharField(blank=True, max_length=10)),
-                ('reasons', models.JSONField(blank=True, default=list)),
-                ('explored', models.BooleanField(default=False)),
-                ('simulated', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('refused', 'Refused')], default='queued', max_length=10)),
-                ('output', models.TextField(blank=True)),
-                ('error', models.TextField(blank=True)),
-                ('error_kind', models.CharField(blank=True, max_length=30)),
-                ('input_tokens', models.PositiveIntegerField(default=0)),
-                ('output_tokens', models.PositiveIntegerField(default=0)),
-                ('cached_tokens', models.PositiveIntegerField(default=0)),
-                ('thinking_tokens', models.PositiveIntegerField(default=0)),
-                ('estimated_cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('ttft_ms', models.PositiveIntegerField(blank=True, null=True, verbose_name='time to first token (ms)')),
-                ('retries', models.PositiveSmallIntegerField(default=0)),
-                ('failovers', models.PositiveSmallIntegerField(default=0)),
-                ('anomalies', models.JSONField(blank=True, default=list, help_text='Flags such as token explosion or a latency outlier.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, help_text='Last sign of life from the worker driving it.', null=True)),
-                ('resumed', models.PositiveSmallIntegerField(default=0, help_text='How often recovery restarted it after its worker died.')),
-                ('feedback', models.SmallIntegerField(blank=True, choices=[(1, 'thumbs up'), (-1, 'thumbs down')], null=True)),
-                ('feedback_note', models.TextField(blank=True)),
-                ('feedback_at', models.DateTimeField(blank=True, null=True)),
-                ('gear', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='trips', to='garage.gear')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='trips', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("task", models.TextField()),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("idempotency_key", models.CharField(blank=True, max_length=200, null=True)),
+                ("road", models.CharField(blank=True, max_length=40)),
+                ("analysis", models.JSONField(blank=True, default=dict)),
+                (
+                    "gear_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="As chosen, kept if the gear is deleted.",
+                        max_length=60,
+                    ),
+                ),
+                ("throttle", models.FloatField(blank=True, null=True)),
+                (
+                    "pattern",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("single", "single (Einzelfahrt)"),
+                            ("convoy", "convoy (Kolonne)"),
+                            ("team", "team"),
+                            ("swarm", "swarm (Schwarm)"),
+                            ("hybrid", "hybrid"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "tempo",
+                    models.CharField(
+                        choices=[
+                            ("urgent", "Urgent"),
+                            ("normal", "Normal"),
+                            ("thorough", "Thorough"),
+                        ],
+                        default="normal",
+                        max_length=10,
+                    ),
+                ),
+                ("zone", models.CharField(blank=True, max_length=10)),
+                ("reasons", models.JSONField(blank=True, default=list)),
+                ("explored", models.BooleanField(default=False)),
+                ("simulated", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("refused", "Refused"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("output", models.TextField(blank=True)),
+                ("error", models.TextField(blank=True)),
+                ("error_kind", models.CharField(blank=True, max_length=30)),
+                ("input_tokens", models.PositiveIntegerField(default=0)),
+                ("output_tokens", models.PositiveIntegerField(default=0)),
+                ("cached_tokens", models.PositiveIntegerField(default=0)),
+                ("thinking_tokens", models.PositiveIntegerField(default=0)),
+                (
+                    "estimated_cost_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                (
+                    "cost_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "ttft_ms",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="time to first token (ms)"
+                    ),
+                ),
+                ("retries", models.PositiveSmallIntegerField(default=0)),
+                ("failovers", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "anomalies",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Flags such as token explosion or a latency outlier.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Last sign of life from the worker driving it.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "resumed",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="How often recovery restarted it after its worker died.",
+                    ),
+                ),
+                (
+                    "feedback",
+                    models.SmallIntegerField(
+                        blank=True, choices=[(1, "thumbs up"), (-1, "thumbs down")], null=True
+                    ),
+                ),
+                ("feedback_note", models.TextField(blank=True)),
+                ("feedback_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "gear",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="trips",
+                        to="garage.gear",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="trips",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='SpendEntry',
+            name="SpendEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('local_day', models.DateField(help_text="Calendar day in the budget's time zone.")),
-                ('state', models.CharField(choices=[('held', 'reserved, call under way'), ('settled', 'settled with the real usage'), ('released', 'released, nothing was spent')], default='held', max_length=10)),
-                ('reserved_usd', models.DecimalField(decimal_places=8, default=Decimal('0'), max_digits=16)),
-                ('actual_usd', models.DecimalField(blank=True, decimal_places=8, default=Decimal('0'), max_digits=16, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('settled_at', models.DateTimeField(blank=True, null=True)),
-                ('gear', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='spend', to='garage.gear')),
-                ('leg', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='spend', to='fahrtenbuch.leg')),
-                ('trip', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='spend', to='fahrtenbuch.trip')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "local_day",
+                    models.DateField(help_text="Calendar day in the budget's time zone."),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("held", "reserved, call under way"),
+                            ("settled", "settled with the real usage"),
+                            ("released", "released, nothing was spent"),
+                        ],
+                        default="held",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "reserved_usd",
+                    models.DecimalField(decimal_places=8, default=Decimal("0"), max_digits=16),
+                ),
+                (
+                    "actual_usd",
+                    models.DecimalField(
+                        blank=True, decimal_places=8, default=Decimal("0"), max_digits=16, null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("settled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "gear",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="spend",
+                        to="garage.gear",
+                    ),
+                ),
+                (
+                    "leg",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="spend",
+                        to="fahrtenbuch.leg",
+                    ),
+                ),
+                (
+                    "trip",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="spend",
+                        to="fahrtenbuch.trip",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'spend entries',
+                "verbose_name_plural": "spend entries",
             },
         ),
         migrations.AddField(
-            model_name='leg',
-            name='trip',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='legs', to='fahrtenbuch.trip'),
+            model_name="leg",
+            name="trip",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="legs",
+                to="fahrtenbuch.trip",
+            ),
         ),
         migrations.CreateModel(
-            name='TripEvent',
+            name="TripEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=30)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('trip', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='fahrtenbuch.trip')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=30)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "trip",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="fahrtenbuch.trip",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['user', '-id'], name='trip_user_id_desc'),
+            model_name="trip",
+            index=models.Index(fields=["user", "-id"], name="trip_user_id_desc"),
         ),
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['status', '-id'], name='trip_status_id_desc'),
+            model_name="trip",
+            index=models.Index(fields=["status", "-id"], name="trip_status_id_desc"),
         ),
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['road', '-id'], name='trip_road_id_desc'),
+            model_name="trip",
+            index=models.Index(fields=["road", "-id"], name="trip_road_id_desc"),
         ),
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['gear', '-id'], name='trip_gear_id_desc'),
+            model_name="trip",
+            index=models.Index(fields=["gear", "-id"], name="trip_gear_id_desc"),
         ),
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['created_at'], name='trip_created_at'),
+            model_name="trip",
+            index=models.Index(fields=["created_at"], name="trip_created_at"),
         ),
         migrations.AddConstraint(
-            model_name='trip',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('user', 'idempotency_key'), name='trip_idempotency_key_per_user'),
+            model_name="trip",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key__isnull", False)),
+                fields=("user", "idempotency_key"),
+                name="trip_idempotency_key_per_user",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trip',
-            constraint=models.CheckConstraint(condition=models.Q(('throttle__isnull', True), models.Q(('throttle__gte', 0), ('throttle__lte', 1)), _connector='OR'), name='trip_throttle_0_1'),
+            model_name="trip",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("throttle__isnull", True),
+                    models.Q(("throttle__gte", 0), ("throttle__lte", 1)),
+                    _connector="OR",
+                ),
+                name="trip_throttle_0_1",
+            ),
         ),
         migrations.AddIndex(
-            model_name='spendentry',
-            index=models.Index(fields=['state', 'created_at'], name='spend_state_created'),
+            model_name="spendentry",
+            index=models.Index(fields=["state", "created_at"], name="spend_state_created"),
         ),
         migrations.AddConstraint(
-            model_name='leg',
-            constraint=models.UniqueConstraint(fields=('trip', 'position'), name='leg_position_per_trip'),
+            model_name="leg",
+            constraint=models.UniqueConstraint(
+                fields=("trip", "position"), name="leg_position_per_trip"
+            ),
         ),
         migrations.AddIndex(
-            model_name='tripevent',
-            index=models.Index(fields=['trip', 'id'], name='tripevent_trip_id'),
+            model_name="tripevent",
+            index=models.Index(fields=["trip", "id"], name="tripevent_trip_id"),
         ),
     ]

@@ -5,16 +5,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('fahrtenbuch', '0001_initial'),
-        ('garage', '0001_initial'),
+        ("fahrtenbuch", "0001_initial"),
+        ("garage", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='trip',
-            index=models.Index(fields=['user', 'status', '-id'], name='trip_user_status_id_desc'),
+            model_name="trip",
+            index=models.Index(fields=["user", "status", "-id"], name="trip_user_status_id_desc"),
         ),
     ]
