@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from clutch_site.rows import update_many
 from fahrtenbuch import services as log
 from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
 from garage import bordcomputer, getriebe, tankuhr
@@ -170,6 +171,97 @@ class BreakerOpen(Exception):
     pass
 
 
+# What a succeeded call writes on its leg (see Fahrt._fill_leg).
+LEG_DONE_FIELDS = [
+    "gear",
+    "gear_name",
+    "status",
+    "output",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "thinking_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "simulated",
+    "started_at",
+    "finished_at",
+]
+
+
+class Sammelfahrt:
+    """The ledger and leg writes of concurrent legs, done together (group commit).
+
+    Legs queue what they need written (``await sammel("admit", ...)``); whatever queued
+    while one batch was running goes to the database thread as the next batch, handled kind
+    by kind by a handler that takes the whole list (one budget lock, one insert, one update
+    for twenty reservations), in one transaction. A swarm item paid a database hop and
+    several statements per reservation and per settlement; now a batch pays them once.
+
+    A leg cancelled while its request was queued or running (its item timed out) does not
+    see the result: the kind's ``undo`` gets it (a reservation nobody will settle is released).
+    """
+
+    def __init__(
+        self,
+        handlers: dict[str, Callable[[list], list[tuple[bool, object]]]],
+        undo: dict[str, Callable[[list], None]],
+    ) -> None:
+        self.handlers, self.undo = handlers, undo
+        self.queued: list[tuple[str, object, asyncio.Future]] = []
+        self.drainer: asyncio.Task | None = None
+
+    async def __call__(self, kind: str, payload: object):
+        future = asyncio.get_running_loop().create_future()
+        self.queued.append((kind, payload, future))
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self.queued:
+            batch, self.queued = self.queued, []
+            outcomes = await db(self._run)(batch)
+            late: dict[str, list] = {}
+            for (kind, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.cancelled():
+                    if ok and kind in self.undo:
+                        late.setdefault(kind, []).append(value)
+                elif ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            if late:  # cancelled after their request ran
+                await db(self._undo)(late)
+
+    def _undo(self, late: dict[str, list]) -> None:
+        with transaction.atomic():
+            for kind, values in late.items():
+                self.undo[kind](values)
+
+    def _run(self, batch: list[tuple[str, object, asyncio.Future]]) -> list[tuple[bool, object]]:
+        by_kind: dict[str, list[int]] = {}
+        for i, (kind, _, _) in enumerate(batch):
+            by_kind.setdefault(kind, []).append(i)
+        outcomes: list[tuple[bool, object]] = [(False, None)] * len(batch)
+        try:
+            with transaction.atomic():
+                for kind, where in by_kind.items():
+                    results = self.handlers[kind]([batch[i][1] for i in where])
+                    for i, outcome in zip(where, results, strict=True):
+                        outcomes[i] = outcome
+        except Exception as exc:  # the batch was rolled back: every leg in it learns why
+            return [(False, exc)] * len(batch)
+        return outcomes
+
+    async def finish(self) -> None:
+        """Wait until everything queued is written (a trip ends only after its writes)."""
+        while self.drainer is not None and not self.drainer.done():
+            await asyncio.shield(self.drainer)
+
+
 class LegFailed(Exception):
     def __init__(self, error: MotorError) -> None:
         super().__init__(error.message)
@@ -200,6 +292,10 @@ class Fahrt:
         self.load_lage = lage
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
         self.totals = Totals()
+        self.sammel = Sammelfahrt(
+            {"admit": self._admit_many, "settle": self._settle_many},
+            undo={"admit": self._release_many},
+        )
         # A resumed trip keeps the legs of its first run; new legs number on from them.
         self.position = 0
         if trip.resumed:
@@ -218,6 +314,7 @@ class Fahrt:
         self.concurrency = int(
             options.get("concurrency") or os.environ.get("CLUTCH_SWARM_CONCURRENCY", 8)
         )
+        self.calling = asyncio.Semaphore(max(1, self.concurrency))  # provider calls at once
         self.item_timeout_s = float(
             options.get("item_timeout_s") or os.environ.get("CLUTCH_ITEM_TIMEOUT_S", 300)
         )
@@ -432,8 +529,8 @@ class Fahrt:
             # max_output_tokens already holds any thinking budget: the worst case of this call.
             worst = gear.cost(max(1, len(prompt) // 3) + 100, gas.max_output_tokens)
             try:
-                entry = await db(self._admit)(
-                    gear_row, worst, leg, ask_breaker=ask_breaker and attempt == 0
+                entry = await self.sammel(
+                    "admit", (gear_row, worst, leg, ask_breaker and attempt == 0)
                 )
             except BreakerOpen:
                 error = MotorError(ErrorKind.RETRYABLE, f"circuit breaker of {gear.name} is open")
@@ -457,9 +554,10 @@ class Fahrt:
                     }
                 )
                 return error
-            started = time.perf_counter()
             try:
-                antwort = await self._call(gear, gear_row, prompt, position, gas)
+                async with self.calling:
+                    started = time.perf_counter()
+                    antwort = await self._call(gear, gear_row, prompt, position, gas)
             except MotorError as error:
                 attempts.append(
                     {
@@ -487,44 +585,51 @@ class Fahrt:
                 await asyncio.shield(db(tankuhr.settle)(entry, actual=Decimal(0)))
                 raise
             attempts.append({"gear": gear.name, "outcome": "ok", "latency_ms": antwort.latency_ms})
-            await db(self._succeeded_call)(entry, gear_row, antwort, leg, attempts, started_at)
+            await self.sammel("settle", (entry, gear_row, antwort, leg, attempts, started_at))
             return antwort
         raise AssertionError("unreachable")
 
-    def _admit(self, gear_row: Gear | None, amount: Decimal, leg: Leg, *, ask_breaker: bool):
-        """The breaker's yes, then the budget's reservation, in one trip to the database
-        thread. The shared breaker is not asked for every item of a swarm: a gear seen
-        healthy in this trip within the last second is taken as healthy until a call fails."""
-        if ask_breaker:
-            allowed, healthy = bordcomputer.acquire_checked(gear_row)
-            if not allowed:
-                raise BreakerOpen
-            if healthy:
-                self.healthy_until[gear_row.name] = time.monotonic() + 1.0
-        return tankuhr.reserve(amount=amount, gear=gear_row, trip=self.trip, leg=leg)
+    def _admit_many(self, asks: list[tuple]) -> list[tuple[bool, object]]:
+        """The breaker's yes, then the budget's reservation, for a batch of calls. The shared
+        breaker is not asked for every item of a swarm: a gear seen healthy in this trip
+        within the last second is taken as healthy until one of its calls fails."""
+        outcomes: list[tuple[bool, object]] = [(False, None)] * len(asks)
+        requests, where = [], []
+        for i, (gear_row, amount, leg, ask_breaker) in enumerate(asks):
+            if ask_breaker:
+                allowed, healthy = bordcomputer.acquire_checked(gear_row)
+                if not allowed:
+                    outcomes[i] = (False, BreakerOpen())
+                    continue
+                if healthy:
+                    self.healthy_until[gear_row.name] = time.monotonic() + 1.0
+            requests.append(tankuhr.Reservation(amount, gear=gear_row, trip=self.trip, leg=leg))
+            where.append(i)
+        for i, outcome in zip(where, tankuhr.reserve_many(requests), strict=True):
+            outcomes[i] = (not isinstance(outcome, tankuhr.BudgetRefused), outcome)
+        return outcomes
+
+    @staticmethod
+    def _release_many(entries: list) -> None:
+        tankuhr.settle_many([(entry, Decimal(0)) for entry in entries])
 
     def _failed_call(self, entry, gear_row: Gear | None, error: MotorError) -> None:
         tankuhr.settle(entry, actual=Decimal(0))
         self._feed_failure(gear_row, error)
 
-    def _succeeded_call(
-        self,
-        entry,
-        gear_row: Gear | None,
-        antwort: Antwort,
-        leg: Leg,
-        attempts: list[dict],
-        started_at,
-    ) -> None:
-        """Everything a good call writes, in one transaction on the database thread."""
-        with transaction.atomic():
-            tankuhr.settle(entry, actual=antwort.cost_usd)
+    def _settle_many(self, done: list[tuple]) -> list[tuple[bool, object]]:
+        """Everything good calls write: their settlements, breakers, legs; for a batch."""
+        tankuhr.settle_many([(entry, antwort.cost_usd) for entry, _, antwort, *_ in done])
+        for _, gear_row, antwort, leg, attempts, started_at in done:
             if gear_row is not None:
                 if self.healthy_until.get(gear_row.name, 0) <= time.monotonic():
                     bordcomputer.record_success(gear_row)
                 if gear_row.provider.misconfigured:
                     Provider.objects.filter(pk=gear_row.provider_id).update(misconfigured="")
-            self._leg_done(leg, gear_row, antwort, attempts, started_at)
+                    gear_row.provider.misconfigured = ""
+            self._fill_leg(leg, gear_row, antwort, attempts, started_at)
+        update_many([leg for _, _, _, leg, _, _ in done], LEG_DONE_FIELDS)
+        return [(True, None)] * len(done)
 
     @staticmethod
     def _backoff(attempt: int, error: MotorError) -> float:
@@ -549,7 +654,7 @@ class Fahrt:
             )
 
     @staticmethod
-    def _leg_done(
+    def _fill_leg(
         leg: Leg, gear_row: Gear | None, antwort: Antwort, attempts: list[dict], started_at
     ) -> None:
         u = antwort.usage
@@ -567,7 +672,6 @@ class Fahrt:
             started_at,
             timezone.now(),
         )
-        leg.save()
 
     @staticmethod
     def _leg_failed(leg: Leg, error: MotorError, attempts: list[dict], started_at) -> None:
@@ -628,7 +732,11 @@ class Fahrt:
     # --- phases -------------------------------------------------------------------------
 
     async def _phase(self, number: int, phase: Phase, previous: list[str]) -> list[str]:
-        gate = asyncio.Semaphore(max(1, self.concurrency))
+        # At most `concurrency` calls at once (self.calling); up to twice as many legs may be
+        # admitted (breaker asked, budget reserved) or settling meanwhile, so a slot freed by
+        # a finished call goes at once to a leg that is ready, not to one that first waits
+        # for the database.
+        gate = asyncio.Semaphore(2 * max(1, self.concurrency))
         await self._gear_row(self.gear.name)
         legs = await db(self._create_legs)(number, phase, previous)
         total = len(legs)
@@ -698,6 +806,7 @@ class Fahrt:
             watcher.cancel()
             flusher.cancel()
             await asyncio.gather(watcher, flusher, return_exceptions=True)
+            await self.sammel.finish()
         t = self.totals
         latency = int((time.perf_counter() - self.started) * 1000)
         fields = {

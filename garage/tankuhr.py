@@ -5,6 +5,7 @@ first locks the budget row (PostgreSQL) or takes SQLite's write lock (IMMEDIATE)
 concurrent trips are serialised at this one point and can never overshoot a limit together.
 """
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from clutch_site.rows import update_many
 from fahrtenbuch.models import SpendDay, SpendEntry, SpendState
 from garage.engine.tankuhr import Fuel, ZoneRules
 from garage.models import Budget
@@ -74,27 +76,62 @@ def reserve(
     *, amount: Decimal, gear=None, trip=None, leg=None, now: datetime | None = None
 ) -> SpendEntry:
     """Hold ``amount`` USD before a call; raises BudgetRefused if a limit would be overshot."""
-    if amount < 0:
+    [outcome] = reserve_many([Reservation(amount, gear=gear, trip=trip, leg=leg)], now=now)
+    if isinstance(outcome, BudgetRefused):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    amount: Decimal
+    gear: object = None
+    trip: object = None
+    leg: object = None
+
+
+def reserve_many(
+    requests: list[Reservation], *, now: datetime | None = None
+) -> list[SpendEntry | BudgetRefused]:
+    """Hold several amounts in one transaction, in order: each gets its entry, or the
+    BudgetRefused that says which limit it would overshoot (the ones after it may still fit).
+    One lock, one read of the spend and one write per batch, however many legs ask."""
+    if any(r.amount < 0 for r in requests):
         raise ValueError("a reservation cannot be negative")
     with transaction.atomic():
         b = _lock_budget()
         today = local_today(b, now)
         day, month = _spent(today)
-        if day + amount > b.daily_limit_usd:
-            raise BudgetRefused(
-                f"daily limit {b.daily_limit_usd} USD would be exceeded: {day:.4f} USD committed "
-                f"today, this call may cost up to {amount:.4f} USD"
-            )
-        if month + amount > b.monthly_limit_usd:
-            raise BudgetRefused(
-                f"monthly limit {b.monthly_limit_usd} USD would be exceeded: {month:.4f} USD "
-                f"committed this month, this call may cost up to {amount:.4f} USD"
-            )
-        entry = SpendEntry.objects.create(
-            trip=trip, leg=leg, gear=gear, local_day=today, reserved_usd=amount
-        )
-        _add(today, committed=amount)
-        return entry
+        outcomes: list[SpendEntry | BudgetRefused] = []
+        for r in requests:
+            if day + r.amount > b.daily_limit_usd:
+                outcomes.append(
+                    BudgetRefused(
+                        f"daily limit {b.daily_limit_usd} USD would be exceeded: {day:.4f} USD "
+                        f"committed today, this call may cost up to {r.amount:.4f} USD"
+                    )
+                )
+            elif month + r.amount > b.monthly_limit_usd:
+                outcomes.append(
+                    BudgetRefused(
+                        f"monthly limit {b.monthly_limit_usd} USD would be exceeded: "
+                        f"{month:.4f} USD committed this month, this call may cost up to "
+                        f"{r.amount:.4f} USD"
+                    )
+                )
+            else:
+                outcomes.append(
+                    SpendEntry(
+                        trip=r.trip, leg=r.leg, gear=r.gear, local_day=today, reserved_usd=r.amount
+                    )
+                )
+                day += r.amount
+                month += r.amount
+        entries = [o for o in outcomes if isinstance(o, SpendEntry)]
+        if entries:
+            SpendEntry.objects.bulk_create(entries)
+            _add(today, committed=sum((e.reserved_usd for e in entries), ZERO))
+    return outcomes
 
 
 def _add(day: date, *, committed: Decimal = ZERO, settled: Decimal = ZERO) -> None:
@@ -107,18 +144,43 @@ def _add(day: date, *, committed: Decimal = ZERO, settled: Decimal = ZERO) -> No
 
 def settle(entry: SpendEntry, *, actual: Decimal) -> None:
     """Replace the held amount by what the call really cost."""
-    # The claim of the entry makes settling once-only and the F() update of the day's total is
-    # atomic, so lowering the total needs no lock; raising it (a call that cost more than its
-    # reservation) takes the budget lock like a reservation, so the two cannot overshoot together.
+    settle_many([(entry, actual)])
+
+
+def settle_many(settlements: list[tuple[SpendEntry, Decimal]]) -> None:
+    """Replace held amounts by what the calls really cost, in one transaction.
+
+    Only entries still held are settled (a second settlement of one entry changes nothing);
+    their rows are locked first (PostgreSQL), so a recovery settling the same entries at the
+    same time cannot count them twice. Lowering the totals needs no other lock; raising them
+    (a call that cost more than its reservation) takes the budget lock like a reservation,
+    so the two cannot overshoot together."""
+    if not settlements:
+        return
+    now = timezone.now()
     with transaction.atomic():
-        if actual > entry.reserved_usd:
+        if any(actual > entry.reserved_usd for entry, actual in settlements):
             _lock_budget()
-        claimed = SpendEntry.objects.filter(pk=entry.pk, state=SpendState.HELD).update(
-            state=SpendState.SETTLED, actual_usd=actual, settled_at=timezone.now()
+        held = set(
+            SpendEntry.objects.select_for_update()
+            .filter(pk__in=[entry.pk for entry, _ in settlements], state=SpendState.HELD)
+            .values_list("pk", flat=True)
         )
+        claimed, by_day = [], {}
+        for entry, actual in settlements:
+            if entry.pk not in held:
+                continue
+            held.discard(entry.pk)  # the same entry twice in one batch counts once
+            entry.state, entry.actual_usd, entry.settled_at = SpendState.SETTLED, actual, now
+            claimed.append(entry)
+            committed, settled = by_day.get(entry.local_day, (ZERO, ZERO))
+            by_day[entry.local_day] = (committed + actual - entry.reserved_usd, settled + actual)
         if claimed:
-            _add(entry.local_day, committed=actual - entry.reserved_usd, settled=actual)
-    entry.state, entry.actual_usd = SpendState.SETTLED, actual
+            update_many(claimed, ["state", "actual_usd", "settled_at"])
+        for day, (committed, settled) in by_day.items():
+            _add(day, committed=committed, settled=settled)
+    for entry, actual in settlements:
+        entry.state, entry.actual_usd = SpendState.SETTLED, actual
 
 
 def release(entry: SpendEntry) -> None:

@@ -138,7 +138,9 @@ def test_submit_returns_202_with_the_trip_and_the_decision(
 def test_an_unknown_gear_is_a_422_listing_the_gears(member_api):
     response = member_api.post("/trips", {"task": BUG, "gear": "no-such-gear"})
     assert response.status_code == 422
-    assert "no-such-gear" in response.json()["detail"] and "claude-sonnet" in response.json()["detail"]
+    assert (
+        "no-such-gear" in response.json()["detail"] and "claude-sonnet" in response.json()["detail"]
+    )
     assert Trip.objects.count() == 0
 
 

@@ -154,3 +154,25 @@ def test_spend_never_exceeds_a_limit_under_concurrency(defaults, daily, amounts,
     committed = tankuhr.fuel().day_spent
     assert committed <= daily
     assert committed == tankuhr.ledger_totals(day)
+
+
+def test_reserve_many_takes_the_requests_in_order_and_refuses_only_what_does_not_fit(budget):
+    R = tankuhr.Reservation
+    outcomes = tankuhr.reserve_many([R(Decimal("6")), R(Decimal("5")), R(Decimal("3"))])
+    assert isinstance(outcomes[0], SpendEntry) and outcomes[0].pk
+    assert isinstance(outcomes[1], tankuhr.BudgetRefused)
+    assert "6.0000 USD committed today" in str(outcomes[1])
+    assert isinstance(outcomes[2], SpendEntry), "a later, smaller request may still fit"
+    assert tankuhr.fuel().day_spent == Decimal("9")
+    assert SpendEntry.objects.filter(state=SpendState.HELD).count() == 2
+
+
+def test_settle_many_settles_each_held_entry_once(budget):
+    a, b = (tankuhr.reserve(amount=Decimal("2")) for _ in range(2))
+    tankuhr.settle(a, actual=Decimal("1"))
+    a.state = SpendState.HELD  # a stale copy: the row says settled already
+    tankuhr.settle_many([(a, Decimal("1")), (b, Decimal("0.5")), (b, Decimal("0.5"))])
+    today = tankuhr.local_today(budget)
+    assert tankuhr.fuel().day_spent == Decimal("1.5") == tankuhr.ledger_totals(today)
+    assert SpendDay.objects.get(day=today).settled_usd == Decimal("1.5")
+    assert set(SpendEntry.objects.values_list("state", flat=True)) == {SpendState.SETTLED}

@@ -66,8 +66,16 @@ class FakeServer:
                     body = None
                 parts = urlsplit(self.path)
                 with server.lock:
-                    server.seen.append(Seen(self.command, parts.path, parse_qs(parts.query),
-                                            {k.lower(): v for k, v in self.headers.items()}, body, raw))
+                    server.seen.append(
+                        Seen(
+                            self.command,
+                            parts.path,
+                            parse_qs(parts.query),
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            raw,
+                        )
+                    )
                     reply = server.replies.pop(0) if server.replies else server.default
                 if reply is None:
                     reply = Reply(500, {"error": "no reply scripted"})
