@@ -126,33 +126,39 @@ def submit(request, payload: TripIn):
 LOOK_EVERY_S = 0.05
 
 
-def _finished_detail(trip_id: int) -> dict | None:
-    """The trip with its legs once it has finished, else None: one look at the database."""
+def _status(trip_id: int) -> str | None:
+    return Trip.objects.filter(pk=trip_id).values_list("status", flat=True).first()
+
+
+def _detail(trip_id: int) -> dict:
+    return trip_detail_out(Trip.objects.select_related("user").get(pk=trip_id))
+
+
+def _detail_if_finished(trip_id: int) -> dict | None:
     trip = Trip.objects.select_related("user").get(pk=trip_id)
     return trip_detail_out(trip) if trip.is_finished else None
 
 
-async def _wait_for_detail(trip_id: int, wait_s: float) -> tuple[dict, bool]:
+async def _wait_for_detail(trip_id: int, wait_s: float) -> dict:
     """Wait for the worker's ring that the trip finished (fahrtenbuch.services.trip_finish),
-    up to ``wait_s``; the database decides, the ring only wakes. Returns (detail, finished)."""
+    up to ``wait_s``, and return the trip with its legs. The database decides; a ring only
+    wakes, and a look every LOOK_EVERY_S covers rings that cannot arrive."""
     bells = trip_bells()
     sock = bells.listen(f"trip-{trip_id}-{uuid.uuid4().hex[:12]}")
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + wait_s
     try:
-        # Listening before this look: a trip that finishes from now on rings this socket.
-        while (detail := await sync_to_async(_finished_detail)(trip_id)) is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
+        # Listening before this first look: a trip that finishes from now on rings.
+        if await sync_to_async(_status)(trip_id) not in ("queued", "running"):
+            return await sync_to_async(_detail)(trip_id)
+        while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(loop.sock_recv(sock, 16), min(left, LOOK_EVERY_S))
+            if (detail := await sync_to_async(_detail_if_finished)(trip_id)) is not None:
+                return detail
     finally:
         bells.hang_up(sock)
-    if detail is not None:
-        return detail, True
-    trip = await sync_to_async(Trip.objects.select_related("user").get)(pk=trip_id)
-    return await sync_to_async(trip_detail_out)(trip), trip.is_finished
+    return await sync_to_async(_detail)(trip_id)
 
 
 @router.post(
@@ -168,8 +174,8 @@ async def run(request, payload: RunIn):
         options=payload.options(),
         idempotency_key=payload.idempotency_key,
     )
-    detail, finished = await _wait_for_detail(trip.pk, payload.wait_s)
-    if finished:
+    detail = await _wait_for_detail(trip.pk, payload.wait_s)
+    if detail["status"] not in ("queued", "running"):
         return Status(
             200,
             {"finished": True, "message": f"Trip {trip.pk} {detail['status']}.", "trip": detail},

@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from clutch_site.doorbell import trip_bells
+from clutch_site.rows import add_to
 from fahrtenbuch.models import FINISHED_STATUSES, Leg, TachoMinute, Trip, TripEvent, TripStatus
 from garage.engine.kupplung import Entscheidung
 from garage.models import Gear
@@ -47,7 +48,9 @@ def trip_create(
         idempotency_key=idempotency_key or None,
         road=decision.strecke.road,
         analysis=decision.strecke.as_dict(),
-        gear=Gear.objects.filter(name=gear.name).first() if gear else None,
+        gear_id=Gear.objects.filter(name=gear.name).values_list("id", flat=True).first()
+        if gear
+        else None,
         gear_name=gear.name if gear else "",
         throttle=decision.throttle,
         pattern=decision.pattern,
@@ -167,16 +170,16 @@ def tacho_record(
 ) -> None:
     minute = when.replace(second=0, microsecond=0)
     changes = {
-        "trips": F("trips") + 1,
-        "succeeded": F("succeeded") + int(succeeded),
-        "failed": F("failed") + int(not succeeded),
-        "input_tokens": F("input_tokens") + input_tokens,
-        "output_tokens": F("output_tokens") + output_tokens,
-        "thinking_tokens": F("thinking_tokens") + thinking_tokens,
-        "cost_usd": F("cost_usd") + cost,
-        "latency_ms_sum": F("latency_ms_sum") + latency_ms,
+        "trips": 1,
+        "succeeded": int(succeeded),
+        "failed": int(not succeeded),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "thinking_tokens": thinking_tokens,
+        "cost_usd": cost,
+        "latency_ms_sum": latency_ms,
     }
-    if not TachoMinute.objects.filter(minute=minute).update(**changes):
+    if not add_to(TachoMinute, {"minute": minute}, **changes):
         try:
             with transaction.atomic():
                 TachoMinute.objects.create(
@@ -191,7 +194,7 @@ def tacho_record(
                     latency_ms_sum=latency_ms,
                 )
         except IntegrityError:
-            TachoMinute.objects.filter(minute=minute).update(**changes)
+            add_to(TachoMinute, {"minute": minute}, **changes)
 
 
 def trip_cancel(trip: Trip, *, by) -> Trip:
@@ -233,10 +236,10 @@ def trip_submit(
     from fahrtenbuch.tasks import run_trip
     from garage.fahrer import Fahrer
 
-    with transaction.atomic():
-        trip, created = Fahrer(user=user).submit(task, idempotency_key=idempotency_key, **options)
-        if created and trip.status == TripStatus.QUEUED:
-            transaction.on_commit(lambda: run_trip(trip.pk))
+    trip, created = Fahrer(user=user).submit(task, idempotency_key=idempotency_key, **options)
+    if created and trip.status == TripStatus.QUEUED:
+        # At once, or when the caller's transaction commits: a worker must find the trip.
+        transaction.on_commit(lambda: run_trip(trip.pk))
     return trip, created
 
 

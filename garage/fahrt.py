@@ -293,7 +293,7 @@ class Fahrt:
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
         self.totals = Totals()
         self.sammel = Sammelfahrt(
-            {"admit": self._admit_many, "settle": self._settle_many},
+            {"create": self._insert_legs, "admit": self._admit_many, "settle": self._settle_many},
             undo={"admit": self._release_many},
         )
         # A resumed trip keeps the legs of its first run; new legs number on from them.
@@ -696,8 +696,8 @@ class Fahrt:
             }
         )
 
-    def _create_legs(self, number: int, phase: Phase, previous: list[str]) -> list[Leg]:
-        """All legs of a phase in one insert, pending until their call finishes."""
+    def _new_legs(self, number: int, phase: Phase, previous: list[str]) -> list[Leg]:
+        """The legs of a phase, not yet written (see _insert_legs)."""
         gear_row = self.gear_rows.get(self.gear.name)
         legs = []
         starts_at_once, now = len(phase.legs) <= self.concurrency, timezone.now()
@@ -720,14 +720,22 @@ class Fahrt:
                     started_at=now if starts_at_once else None,
                 )
             )
-        Leg.objects.bulk_create(legs)
-        if legs and legs[0].pk is None:  # a backend that returns no ids from bulk inserts
-            by_position = dict(
-                Leg.objects.filter(trip_id=self.trip.pk, phase=number).values_list("position", "pk")
-            )
-            for leg in legs:
-                leg.pk = leg.id = by_position[leg.position]
         return legs
+
+    def _insert_legs(self, phases: list[list[Leg]]) -> list[tuple[bool, object]]:
+        """A phase's legs in one insert (in the batch before their reservations, which need
+        their ids), pending until their call finishes."""
+        for legs in phases:
+            Leg.objects.bulk_create(legs)
+            if legs and legs[0].pk is None:  # a backend that returns no ids from bulk inserts
+                by_position = dict(
+                    Leg.objects.filter(trip_id=self.trip.pk, phase=legs[0].phase).values_list(
+                        "position", "pk"
+                    )
+                )
+                for leg in legs:
+                    leg.pk = leg.id = by_position[leg.position]
+        return [(True, legs) for legs in phases]
 
     # --- phases -------------------------------------------------------------------------
 
@@ -738,7 +746,9 @@ class Fahrt:
         # for the database.
         gate = asyncio.Semaphore(2 * max(1, self.concurrency))
         await self._gear_row(self.gear.name)
-        legs = await db(self._create_legs)(number, phase, previous)
+        legs = self._new_legs(number, phase, previous)
+        # Not awaited here: the insert goes to the database with the first legs' reservations.
+        created = asyncio.ensure_future(self.sammel("create", legs))
         total = len(legs)
         done = 0
 
@@ -754,6 +764,7 @@ class Fahrt:
                         raise
                     return None
                 except TimeoutError:
+                    await created
                     await db(self._item_timed_out)(leg)
                     self._leg_event(leg)
                     return None
@@ -765,6 +776,7 @@ class Fahrt:
         results = await asyncio.gather(
             *(one(p, leg) for p, leg in zip(phase.legs, legs, strict=True))
         )
+        await created
         good = [r for r in results if r is not None]
         if not good:
             raise LegFailed(

@@ -11,10 +11,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
-from clutch_site.rows import update_many
+from clutch_site.rows import add_to, update_many
 from fahrtenbuch.models import SpendDay, SpendEntry, SpendState
 from garage.engine.tankuhr import Fuel, ZoneRules
 from garage.models import Budget
@@ -135,9 +135,7 @@ def reserve_many(
 
 
 def _add(day: date, *, committed: Decimal = ZERO, settled: Decimal = ZERO) -> None:
-    updated = SpendDay.objects.filter(day=day).update(
-        committed_usd=F("committed_usd") + committed, settled_usd=F("settled_usd") + settled
-    )
+    updated = add_to(SpendDay, {"day": day}, committed_usd=committed, settled_usd=settled)
     if not updated:
         SpendDay.objects.create(day=day, committed_usd=committed, settled_usd=settled)
 

@@ -30,3 +30,19 @@ def test_update_many_writes_json_decimal_datetime_and_foreign_keys(defaults, mem
     assert stored[1].attempts == [{"gear": gear.name, "outcome": "ok", "n": 1}]
     assert stored[0].gear_id == gear.pk and stored[0].cost_usd == Decimal("0.00012345")
     assert stored[0].finished_at == when and stored[0].status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_add_to_adds_amounts_and_says_whether_a_row_was_there():
+    from datetime import date
+
+    from clutch_site.rows import add_to
+    from fahrtenbuch.models import SpendDay
+
+    day = date(2026, 11, 26)
+    assert add_to(SpendDay, {"day": day}, committed_usd=Decimal("1")) == 0
+    SpendDay.objects.create(day=day, committed_usd=Decimal("0.1"), settled_usd=Decimal("0"))
+    assert add_to(SpendDay, {"day": day}, committed_usd=Decimal("0.00000002")) == 1
+    add_to(SpendDay, {"day": day}, committed_usd=Decimal("-0.05"), settled_usd=Decimal("0.3"))
+    row = SpendDay.objects.get(day=day)
+    assert row.committed_usd == Decimal("0.05000002") and row.settled_usd == Decimal("0.3")
