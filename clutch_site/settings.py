@@ -80,14 +80,16 @@ INSTALLED_APPS = [
     "fahrtenbuch",
 ]
 
+# Django's middleware; the "Inline" ones skip a thread switch per hook under ASGI
+# (clutch_site/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "clutch_site.middleware.InlineSecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "clutch_site.middleware.InlineCommonMiddleware",
+    "clutch_site.middleware.InlineCsrfViewMiddleware",
+    "clutch_site.middleware.InlineAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "clutch_site.middleware.InlineXFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 

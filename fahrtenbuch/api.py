@@ -2,13 +2,14 @@
 
 import asyncio
 import contextlib
+import socket
 import time
 import uuid
 
 from asgiref.sync import sync_to_async
 from ninja import Query, Router, Schema, Status
 
-from clutch_site.doorbell import trip_bells
+from clutch_site.doorbell import Doorbells, trip_bells
 from fahrtenbuch import selectors, services
 from fahrtenbuch.models import Trip
 from fahrtenbuch.schemas import (
@@ -126,10 +127,6 @@ def submit(request, payload: TripIn):
 LOOK_EVERY_S = 0.05
 
 
-def _status(trip_id: int) -> str | None:
-    return Trip.objects.filter(pk=trip_id).values_list("status", flat=True).first()
-
-
 def _detail(trip_id: int) -> dict:
     return trip_detail_out(Trip.objects.select_related("user").get(pk=trip_id))
 
@@ -139,25 +136,35 @@ def _detail_if_finished(trip_id: int) -> dict | None:
     return trip_detail_out(trip) if trip.is_finished else None
 
 
-async def _wait_for_detail(trip_id: int, wait_s: float) -> dict:
-    """Wait for the worker's ring that the trip finished (fahrtenbuch.services.trip_finish),
-    up to ``wait_s``, and return the trip with its legs. The database decides; a ring only
-    wakes, and a look every LOOK_EVERY_S covers rings that cannot arrive."""
-    bells = trip_bells()
-    sock = bells.listen(f"trip-{trip_id}-{uuid.uuid4().hex[:12]}")
+def _submit_and_listen(user, payload: RunIn) -> tuple[Trip, socket.socket | None]:
+    """Submit, and listen for the trip's ring (fahrtenbuch.services.trip_finish) if it is
+    still to be driven, in one trip to the database thread."""
+    trip, _ = services.trip_submit(
+        user=user,
+        task=payload.task,
+        options=payload.options(),
+        idempotency_key=payload.idempotency_key,
+    )
+    if trip.status not in ("queued", "running"):
+        return trip, None
+    return trip, trip_bells().listen(f"trip-{trip.pk}-{uuid.uuid4().hex[:12]}")
+
+
+async def _wait_for_detail(trip_id: int, sock: socket.socket, wait_s: float) -> dict:
+    """Wait up to ``wait_s`` for the ring that the trip finished, and return it with its
+    legs. The database decides; a ring only wakes. A look every LOOK_EVERY_S covers the
+    rings that cannot arrive: a worker on another machine, or a trip that finished before
+    its socket was bound."""
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + wait_s
     try:
-        # Listening before this first look: a trip that finishes from now on rings.
-        if await sync_to_async(_status)(trip_id) not in ("queued", "running"):
-            return await sync_to_async(_detail)(trip_id)
         while (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(loop.sock_recv(sock, 16), min(left, LOOK_EVERY_S))
             if (detail := await sync_to_async(_detail_if_finished)(trip_id)) is not None:
                 return detail
     finally:
-        bells.hang_up(sock)
+        Doorbells.hang_up(sock)
     return await sync_to_async(_detail)(trip_id)
 
 
@@ -167,14 +174,11 @@ async def _wait_for_detail(trip_id: int, wait_s: float) -> dict:
     summary="Submit and wait for the result (202 with the trip if it takes longer)",
 )
 async def run(request, payload: RunIn):
-    user = request.auth
-    trip, _ = await sync_to_async(services.trip_submit)(
-        user=user,
-        task=payload.task,
-        options=payload.options(),
-        idempotency_key=payload.idempotency_key,
-    )
-    detail = await _wait_for_detail(trip.pk, payload.wait_s)
+    trip, sock = await sync_to_async(_submit_and_listen)(request.auth, payload)
+    if sock is None:
+        detail = await sync_to_async(_detail)(trip.pk)
+    else:
+        detail = await _wait_for_detail(trip.pk, sock, payload.wait_s)
     if detail["status"] not in ("queued", "running"):
         return Status(
             200,

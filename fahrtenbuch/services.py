@@ -68,8 +68,13 @@ def trip_create(
     try:
         with transaction.atomic():
             trip.save()
-            trip_event(trip.pk, "decision", **decision.as_dict())
-            trip_event(trip.pk, "status", status=trip.status, error=trip.error)
+            trip_events(
+                trip.pk,
+                [
+                    ("decision", decision.as_dict()),
+                    ("status", {"status": trip.status, "error": trip.error}),
+                ],
+            )
     except IntegrityError:
         # Two submissions with the same key raced; the other one won.
         if idempotency_key:

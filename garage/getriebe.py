@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from garage import credentials
 from garage.engine.kupplung import Lage, Policy
+from garage.engine.tankuhr import Fuel
 from garage.engine.types import GearSpec, RoadSpec
 from garage.models import FitnessCriteria, Gear, Provider, ProviderKind, Road
 from garage.motorblock import registry
@@ -184,7 +185,7 @@ def forget_tables(**_) -> None:
 def _load_tables() -> _Tables:
     """Gears, roads, policies and ε change rarely but are read for every decision: each
     process keeps them for CLUTCH_TABLES_TTL_S seconds (2 by default), and drops them at once
-    when this process saves one of those rows. Fuel and breakers are always read fresh."""
+    when this process saves one of those rows. Fuel and breakers: see _fuel_and_breakers."""
     global _tables
     now = time.monotonic()
     cached = _tables
@@ -216,15 +217,38 @@ def gear_by_name(name: str) -> GearSpec | None:
     return next((g for g in (*t.gears, *t.extra_gears) if g.name == name), None)
 
 
-def load_lage() -> Lage:
+_moment: tuple[float, Fuel, frozenset[str]] | None = None
+
+
+def lage_ttl_s() -> float:
+    return float(os.environ.get("CLUTCH_LAGE_TTL_S", "1"))
+
+
+def _fuel_and_breakers() -> tuple[Fuel, frozenset[str]]:
+    """The budget's fuel and the open breakers, as a decision sees them: read at most once
+    per CLUTCH_LAGE_TTL_S (1 s) per process. A decision a second behind is safe: the
+    Tankuhr's reservation under the budget lock is what refuses a call that would overshoot,
+    and the worker asks the breaker again before every call."""
     from garage import bordcomputer, tankuhr
 
+    global _moment
+    now = time.monotonic()
+    moment = _moment
+    if moment is not None and now - moment[0] < lage_ttl_s():
+        return moment[1], moment[2]
+    fuel, open_breakers = tankuhr.fuel(), bordcomputer.open_breakers()
+    _moment = (now, fuel, open_breakers)
+    return fuel, open_breakers
+
+
+def load_lage() -> Lage:
     t = _load_tables()
+    fuel, open_breakers = _fuel_and_breakers()
     return Lage(
         gears=t.gears,
         roads=t.roads,
-        fuel=tankuhr.fuel(),
-        open_breakers=bordcomputer.open_breakers(),
+        fuel=fuel,
+        open_breakers=open_breakers,
         unavailable=t.unavailable,
         policies=t.policies,
         min_samples=t.min_samples,

@@ -15,3 +15,4 @@ os.environ["CLUTCH_TEST_SQLITE_PATH"] = str(_queue_dir / "test.sqlite3")
 # Tests change tables with queryset.update() and expect the next decision to see it.
 os.environ["CLUTCH_TABLES_TTL_S"] = "0"
 os.environ["CLUTCH_ANOMALY_BASELINE_S"] = "0"
+os.environ["CLUTCH_LAGE_TTL_S"] = "0"

@@ -360,3 +360,20 @@ def test_a_rejected_key_blocks_its_provider_until_the_key_is_changed(car, monkey
     )
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-new-key")
     assert "claude-sonnet" not in getriebe.load_gearbox()[2]
+
+
+def test_decisions_read_fuel_and_breakers_at_most_once_per_ttl(
+    defaults, monkeypatch, django_assert_num_queries
+):
+    from garage import getriebe
+
+    monkeypatch.setenv("CLUTCH_LAGE_TTL_S", "60")
+    monkeypatch.setenv("CLUTCH_TABLES_TTL_S", "60")  # the tables have their own cache
+    monkeypatch.setattr(getriebe, "_moment", None)
+    getriebe.load_lage()  # reads budget, spend and breakers
+    with django_assert_num_queries(0):
+        lage = getriebe.load_lage()
+    assert lage.fuel.zone == "green"
+    monkeypatch.setenv("CLUTCH_LAGE_TTL_S", "0")
+    with django_assert_num_queries(3):
+        getriebe.load_lage()
