@@ -20,7 +20,7 @@ from garage.engine.gas import Gas, gas_geben
 from garage.engine.kupplung import PATTERNS, Entscheidung, Lage, Wunsch, kuppeln
 from garage.engine.strecke import analyser_for
 from garage.engine.types import GearSpec, Strecke
-from garage.fahrt import Fahrt, Handler, plan_phases
+from garage.fahrt import Fahrt, Handler, Kickdown, plan_phases
 from garage.motorblock.pruefstand import Pruefplan, Pruefstand
 
 TEMPOS = ("urgent", "normal", "thorough")
@@ -253,12 +253,7 @@ class Fahrer:
                 [],
             )
         if trip.simulated and not gear.simulated:
-            gear = GearSpec(
-                **{
-                    **{f: getattr(gear, f) for f in GearSpec.__dataclass_fields__},
-                    "simulated": True,
-                }
-            )
+            gear = _simulated(gear)
         gas = gas_geben(
             gear,
             trip.throttle if trip.throttle is not None else 0.5,
@@ -276,6 +271,7 @@ class Fahrer:
             handler=handler,
             pruefstand=pruefstand,
             on_delta=on_delta,
+            kickdown=kickdown_of(trip),
         )
         phases = plan_phases(trip.task, trip.pattern, strecke, trip.options)
         return async_to_sync(fahrt.run)(phases)
@@ -356,6 +352,28 @@ class Fahrer:
         from garage import fahrschule
 
         return fahrschule.trainieren(user=user or self.user)
+
+
+def _simulated(gear: GearSpec) -> GearSpec:
+    fields = {f: getattr(gear, f) for f in GearSpec.__dataclass_fields__}
+    return GearSpec(**{**fields, "simulated": True})
+
+
+def kickdown_of(trip: Trip) -> Kickdown | None:
+    """The kickdown chain the decision gave a single trip, with the gears as they are now;
+    None without one, or when one of its gears left the gearbox (the trip's gear drives)."""
+    if trip.pattern != "single":
+        return None
+    step = next((r for r in trip.reasons or () if r.get("step") == "kickdown"), None)
+    data = (step or {}).get("data") or {}
+    if not data.get("chain") or not data.get("top"):
+        return None
+    gears = [getriebe.gear_by_name(name) for name in (*data["chain"], data["top"])]
+    if any(g is None for g in gears):
+        return None
+    if trip.simulated:
+        gears = [g if g.simulated else _simulated(g) for g in gears]
+    return Kickdown(cheap=tuple(gears[:-1]), top=gears[-1])
 
 
 def strecke_of(trip: Trip) -> Strecke:

@@ -4,6 +4,8 @@ One async driver for all five patterns: a trip is a list of phases run in order;
 a phase run concurrently (bounded), and a phase's outputs feed the next phase's prompts.
 single = one leg; convoy = one leg per phase; team = members, then a merge; swarm = items,
 then a local aggregation; hybrid = a team phase, its merge, then a finishing step.
+A single trip with a kickdown chain drives its legs one phase after another, each on its own
+gear, and stops at the first missing answer or disagreement to drive the top gear.
 """
 
 import asyncio
@@ -22,7 +24,7 @@ from django.utils import timezone
 from clutch_site.rows import update_many
 from fahrtenbuch import services as log
 from fahrtenbuch.models import Leg, LegStatus, Trip, TripStatus
-from garage import bordcomputer, getriebe, tankuhr
+from garage import bordcomputer, getriebe, kickdown, tankuhr
 from garage.engine.gas import Gas, gas_geben
 from garage.engine.kupplung import Lage, failover_chain
 from garage.engine.types import GearSpec, Strecke
@@ -171,6 +173,14 @@ class BreakerOpen(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Kickdown:
+    """Cheap gears asked in order, then the top gear on a missing answer or a disagreement."""
+
+    cheap: tuple[GearSpec, ...]
+    top: GearSpec
+
+
 # What a succeeded call writes on its leg (see Fahrt._fill_leg).
 LEG_DONE_FIELDS = [
     "gear",
@@ -286,8 +296,13 @@ class Fahrt:
         handler: Handler | None = None,
         pruefstand: Pruefstand | None = None,
         on_delta: Callable[[str], None] | None = None,
+        kickdown: Kickdown | None = None,
     ) -> None:
         self.trip, self.gear, self.strecke, self.gas = trip, gear, strecke, gas
+        self.kickdown = kickdown
+        self.answered_by: str | None = None  # a kickdown's accepted gear
+        self.last_legs: list[Leg] = []  # the legs of the phase driven last
+        self.notes: list[tuple[str, dict]] = []  # what happened on the road, for the next flush
         # Budget and breakers as they are now: read only when a leg needs a failover gear.
         self.load_lage = lage
         self.handler, self.pruefstand, self.on_delta = handler, pruefstand, on_delta
@@ -334,6 +349,9 @@ class Fahrt:
     def _take_events(self) -> list[tuple[str, dict]]:
         """What streamed in since the last flush, finished legs and the progress, as events."""
         events = []
+        if self.notes:
+            events.extend(self.notes)
+            self.notes = []
         if self.buffer:
             chunks, self.buffer, self.buffered = self.buffer, {}, 0
             events.append(("output", {"chunks": {str(k): v for k, v in chunks.items()}}))
@@ -441,13 +459,14 @@ class Fahrt:
             )()
         return self.gear_rows[name]
 
-    async def _leg(self, leg: Leg) -> str:
+    async def _leg(self, leg: Leg, first: GearSpec | None = None, failover: bool = True) -> str:
         prompt, position = leg.prompt, leg.position
-        gear = self.gear
+        first = first or self.gear
+        gear = first
         started_at = timezone.now()
         attempts: list[dict] = []
         tried: list[GearSpec] = []
-        candidates = [gear]
+        candidates = [first]
         last_error = MotorError(ErrorKind.UNAVAILABLE, "no gear could take the call")
         while candidates:
             gear = candidates.pop(0)
@@ -496,11 +515,11 @@ class Fahrt:
             last_error = outcome
             if outcome.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.BUDGET, ErrorKind.CANCELLED):
                 break
-            if not candidates and len(tried) < 4:
+            if failover and not candidates and len(tried) < 4:
                 excluded = {g.name for g in tried}
                 lage = await db(self.load_lage)()
                 chain = failover_chain(
-                    self.gear,
+                    first,
                     self.strecke,
                     lage,
                     limit=4,
@@ -696,9 +715,11 @@ class Fahrt:
             }
         )
 
-    def _new_legs(self, number: int, phase: Phase, previous: list[str]) -> list[Leg]:
+    def _new_legs(
+        self, number: int, phase: Phase, previous: list[str], gear: GearSpec
+    ) -> list[Leg]:
         """The legs of a phase, not yet written (see _insert_legs)."""
-        gear_row = self.gear_rows.get(self.gear.name)
+        gear_row = self.gear_rows.get(gear.name)
         legs = []
         starts_at_once, now = len(phase.legs) <= self.concurrency, timezone.now()
         for plan in phase.legs:
@@ -711,10 +732,10 @@ class Fahrt:
                     role=plan.role,
                     title=plan.title[:200],
                     gear=gear_row,
-                    gear_name=self.gear.name,
+                    gear_name=gear.name,
                     throttle=self.gas.wert,
                     prompt=plan.prompt(previous),
-                    simulated=self.gear.simulated,
+                    simulated=gear.simulated,
                     # All of a small phase start at once; a larger one waits for free slots.
                     status=LegStatus.RUNNING if starts_at_once else LegStatus.PENDING,
                     started_at=now if starts_at_once else None,
@@ -739,14 +760,24 @@ class Fahrt:
 
     # --- phases -------------------------------------------------------------------------
 
-    async def _phase(self, number: int, phase: Phase, previous: list[str]) -> list[str]:
+    async def _phase(
+        self,
+        number: int,
+        phase: Phase,
+        previous: list[str],
+        gear: GearSpec | None = None,
+        failover: bool = True,
+    ) -> list[str]:
+        """The phase's outputs; its legs drive ``gear`` (the trip's when not given)."""
+        gear = gear or self.gear
         # At most `concurrency` calls at once (self.calling); up to twice as many legs may be
         # admitted (breaker asked, budget reserved) or settling meanwhile, so a slot freed by
         # a finished call goes at once to a leg that is ready, not to one that first waits
         # for the database.
         gate = asyncio.Semaphore(2 * max(1, self.concurrency))
-        await self._gear_row(self.gear.name)
-        legs = self._new_legs(number, phase, previous)
+        await self._gear_row(gear.name)
+        legs = self._new_legs(number, phase, previous, gear)
+        self.last_legs = legs
         # Not awaited here: the insert goes to the database with the first legs' reservations.
         created = asyncio.ensure_future(self.sammel("create", legs))
         total = len(legs)
@@ -757,8 +788,10 @@ class Fahrt:
             async with gate:
                 try:
                     if plan.role == "item":
-                        return await asyncio.wait_for(self._leg(leg), self.item_timeout_s)
-                    return await self._leg(leg)
+                        return await asyncio.wait_for(
+                            self._leg(leg, gear, failover), self.item_timeout_s
+                        )
+                    return await self._leg(leg, gear, failover)
                 except LegFailed:
                     if not phase.partial_ok:
                         raise
@@ -794,10 +827,60 @@ class Fahrt:
         leg.save(update_fields=["status", "error", "error_kind", "finished_at"])
 
     async def _drive(self, phases: list[Phase]) -> str:
+        if self.kickdown is not None:
+            return await self._kickdown(phases[0].legs[0], self.kickdown)
         outputs: list[str] = []
         for number, phase in enumerate(phases):
             outputs = await self._phase(number, phase, outputs)
         return outputs[-1] if len(outputs) == 1 else "\n\n".join(outputs)
+
+    async def _kickdown(self, plan: LegPlan, chain: Kickdown) -> str:
+        """Each cheap gear a phase of one leg (no failover: a cheap gear that cannot answer is
+        a missing answer); at the first missing or differing letter the top gear drives."""
+        kind = kickdown.answer_kind(self.trip.task)
+        answers: list[tuple[str, str | None]] = []
+        first_text = ""
+        decided = None
+        for number, gear in enumerate(chain.cheap):
+            title = f"kickdown {number + 1}/{len(chain.cheap)}: {gear.name}"
+            try:
+                (text,) = await self._phase(
+                    number, Phase([LegPlan("step", title, plan.prompt)]), [], gear, failover=False
+                )
+            except LegFailed as exc:
+                if exc.error.kind in (ErrorKind.BUDGET, ErrorKind.CANCELLED):
+                    raise
+                text = None
+            answered = self.last_legs[0].gear_name
+            answers.append((answered, kickdown.normalise(text, kind)))
+            if number == 0:
+                first_text = text or ""
+            decided = kickdown.verdict(answers, complete=number == len(chain.cheap) - 1)
+            if decided is not None:
+                break
+        letters = dict(answers)
+        if decided.accept:
+            self.answered_by = answers[0][0]
+            self._note(f"no kickdown: {decided.why}.", answers=letters, escalated=False)
+            return first_text
+        self._note(
+            f"kickdown: {decided.why} → {chain.top.name}.",
+            answers=letters,
+            escalated=True,
+            to=chain.top.name,
+        )
+        self.answered_by = chain.top.name
+        title = f"kickdown: {chain.top.name}"
+        (text,) = await self._phase(
+            len(answers), Phase([LegPlan("step", title, plan.prompt)]), [], chain.top
+        )
+        self.answered_by = self.last_legs[0].gear_name
+        return text
+
+    def _note(self, message: str, **data) -> None:
+        """A kickdown's verdict: one of the trip's reasons and an event of its timeline."""
+        self.totals.failover_reasons.append({"step": "kickdown", "message": message, "data": data})
+        self.notes.append(("kickdown", {"message": message, **data}))
 
     async def run(self, phases: list[Phase]) -> tuple[str, dict, list[tuple[str, dict]]]:
         """Drive all phases; returns (final status, trip fields, the last events), the last
@@ -840,4 +923,8 @@ class Fahrt:
             "reasons": [*self.trip.reasons, *t.failover_reasons],
             "simulated": t.simulated or self.trip.simulated,
         }
+        if self.answered_by and self.answered_by != self.trip.gear_name:
+            # The trip's gear is the one whose answer it returns (what its feedback judges).
+            row = await self._gear_row(self.answered_by)
+            fields["gear_name"], fields["gear_id"] = self.answered_by, row.pk if row else None
         return status, fields, self._take_events()

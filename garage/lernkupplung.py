@@ -5,10 +5,16 @@ weighs the predicted success of every allowed gear against its cost at the budge
 Everything after the base step is the Kupplung's (the shift step is skipped for a learned
 choice: the router already priced how hard the prompt is); exploration still runs before the
 constraints.
+
+For a prompt whose answer is a choice, the router also knows kickdown chains (see
+``garage.kickdown``): when, on the logged prompts of the same answer kind, the best allowed
+chain's utility at the same λ beats every allowed single gear's, the proposal is the chain;
+otherwise the router's best gear for this very prompt.
 """
 
 import random
 
+from garage import kickdown
 from garage.engine.kupplung import Entscheidung, Lage, Vorschlag, Wunsch, _violations, kuppeln
 from garage.engine.types import Strecke
 from garage.fahrer import Fahrer
@@ -32,6 +38,29 @@ def vorschlag(
     if not ranked:
         return None
     best = ranked[0]
+    data = {"gear": best.gear, "lambda": lam, "candidates": [e.as_dict() for e in ranked[:3]]}
+    kind = kickdown.answer_kind(prompt)
+    reference = router.reference_cost_usd
+    chain, single = router.schaltplan.choose(kind, lam, reference, allowed)
+    if chain is not None:
+        rival = (
+            ""
+            if single is None
+            else f" beats the best single gear there, {single.gear} ({single.accuracy:.1%} at "
+            f"~{single.cost_usd:.6f} USD, {single.utility(lam, reference):.3f})"
+        )
+        return Vorschlag(
+            gear=chain.cheap[0],
+            message=(
+                f"Lernrouter ({router.kind}, {router.samples} trips): kickdown "
+                f"{chain.describe()} — on {chain.prompts} logged {kickdown.describe_kind(kind)} "
+                f"prompts {chain.accuracy:.1%} right at ~{chain.cost_usd:.6f} USD (kicked down "
+                f"on {chain.kickdown_rate:.0%}); utility {chain.utility(lam, reference):.3f}"
+                f"{rival}; λ {lam:g} ({lage.fuel.zone} zone)."
+            ),
+            data={**data, "gear": chain.cheap[0], "kickdown": chain.as_dict()},
+            kickdown=chain.gears,
+        )
     return Vorschlag(
         gear=best.gear,
         message=(
@@ -39,7 +68,7 @@ def vorschlag(
             f"P(success) {best.p_success:.2f}, ~{best.cost_usd:.6f} USD, "
             f"λ {lam:g} ({lage.fuel.zone} zone)."
         ),
-        data={"gear": best.gear, "lambda": lam, "candidates": [e.as_dict() for e in ranked[:3]]},
+        data=data,
     )
 
 

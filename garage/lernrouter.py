@@ -35,6 +35,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from garage import kickdown
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("logreg", "knn")
@@ -46,7 +48,7 @@ KNN_QUALITY_K = 50
 KNN_COST_K = 30
 PRIOR_STRENGTH = 2.0  # pseudo-trips at the gear's mean success rate (knn)
 MAX_FEATURES = 40_000
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def zone_lambda(zone: str) -> float:
@@ -62,6 +64,7 @@ class Sample:
     success: float  # 1.0 or 0.0
     cost_usd: float
     weight: float = 1.0
+    answer: str = ""  # the trip's output (the kickdown compares the letters of choice answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,7 @@ class LernRouter:
     samples: int
     trained_at: str
     skipped_gears: dict[str, int] = field(default_factory=dict)  # gear → trips, too few
+    schaltplan: kickdown.Schaltplan = field(default_factory=kickdown.Schaltplan)
     version: int = FORMAT_VERSION
 
     # --- predicting ----------------------------------------------------------------------
@@ -152,6 +156,7 @@ class LernRouter:
                 for g in self.gears
             },
             "too_few_trips": self.skipped_gears,
+            "kickdown": self.schaltplan.summary(),
             "reference_cost_usd": self.reference_cost_usd,
             "trained_at": self.trained_at,
         }
@@ -249,6 +254,12 @@ def fit(
         samples=len(samples),
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         skipped_gears=skipped,
+        schaltplan=kickdown.learn(
+            kickdown.Outcome(
+                s.prompt, s.gear, s.answer, s.success if s.weight >= 1 else None, s.cost_usd
+            )
+            for s in samples
+        ),
     )
 
 
@@ -265,8 +276,8 @@ def samples_from_log(*, since: datetime | None = None) -> list[Sample]:
     if since is not None:
         trips = trips.filter(created_at__gte=since)
     samples = []
-    for task, gear, status, feedback, cost in trips.values_list(
-        "task", "gear_name", "status", "feedback", "cost_usd"
+    for task, gear, status, feedback, cost, output in trips.values_list(
+        "task", "gear_name", "status", "feedback", "cost_usd", "output"
     ).iterator():
         if feedback in (1, -1):
             success, weight = float(feedback == 1), 1.0
@@ -274,7 +285,7 @@ def samples_from_log(*, since: datetime | None = None) -> list[Sample]:
             success, weight = 0.0, 1.0
         else:
             success, weight = 1.0, UNJUDGED_WEIGHT
-        samples.append(Sample(task, gear, success, float(cost), weight))
+        samples.append(Sample(task, gear, success, float(cost), weight, output))
     return samples
 
 

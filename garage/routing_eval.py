@@ -23,7 +23,7 @@ from django.db import transaction
 
 from fahrtenbuch import services as log
 from fahrtenbuch.models import RoutingPolicy, SpendDay, SpendEntry, TrainingRun, Trip, TripStatus
-from garage import fahrschule, getriebe, lernrouter, routing_report
+from garage import fahrschule, getriebe, kickdown, lernrouter, routing_report
 from garage import routerbench as rb
 from garage.defaults import import_defaults
 from garage.engine.strecke import Streckenanalyse
@@ -143,6 +143,7 @@ def log_outcomes(rows: Sequence[rb.Row], mapping: Sequence[rb.ModelGear]) -> int
                     zone="green",
                     simulated=True,
                     status=TripStatus.SUCCEEDED,
+                    output=row.responses[m.model],
                     cost_usd=Decimal(repr(row.costs[m.model])).quantize(Decimal("1e-8")),
                     latency_ms=1,
                     feedback=None if score is None else (1 if score >= 1 else -1),
@@ -158,12 +159,15 @@ def log_outcomes(rows: Sequence[rb.Row], mapping: Sequence[rb.ModelGear]) -> int
 @dataclass(frozen=True, slots=True)
 class Driven:
     prompt: str
-    gear: str
+    gear: str  # whose answer the trip returned
     model: str
     correct: bool | None
     cost_usd: float
     explored: bool
     learned: bool
+    route: str = ""  # the gear, or the kickdown chain (see routing_report.route_name)
+    kickdown: bool = False
+    escalated: bool = False
 
 
 def drive(rows: Sequence[rb.Row], replay: replay_mod.Replay, fahrer: LernFahrer) -> list[Driven]:
@@ -184,6 +188,8 @@ def drive(rows: Sequence[rb.Row], replay: replay_mod.Replay, fahrer: LernFahrer)
             if correct is not None:
                 log.trip_feedback(trip, thumbs=1 if correct else -1)
             reasons = trip.reasons or []
+            steps = [r.get("data") or {} for r in reasons if r.get("step") == "kickdown"]
+            chain = next((d for d in steps if d.get("chain")), None)
             driven.append(
                 Driven(
                     prompt=row.prompt,
@@ -193,6 +199,11 @@ def drive(rows: Sequence[rb.Row], replay: replay_mod.Replay, fahrer: LernFahrer)
                     cost_usd=float(trip.cost_usd),
                     explored=trip.explored,
                     learned=any(r.get("data", {}).get("source") == "lernrouter" for r in reasons),
+                    route=routing_report.route_name(
+                        (*chain["chain"], chain["top"]) if chain else (trip.gear_name,)
+                    ),
+                    kickdown=chain is not None,
+                    escalated=any(d.get("escalated") for d in steps),
                 )
             )
     return driven
@@ -203,22 +214,55 @@ def pure_choices(
     rows: Sequence[rb.Row],
     model_of: dict[str, str],
     lambdas: Sequence[float],
-) -> dict[float, list[str]]:
-    """The router's model per prompt at each λ, without the engine (for the curve)."""
-    result: dict[float, list[str]] = {lam: [] for lam in lambdas}
+) -> dict[float, list[routing_report.Routed]]:
+    """What the router does with each prompt at each λ, without the engine (for the curve):
+    the same choice as the Lernkupplung's proposal (direct gear or kickdown chain), the
+    kickdown's outcome replayed from the recorded answers."""
+    reference = router.reference_cost_usd
+    result: dict[float, list[routing_report.Routed]] = {lam: [] for lam in lambdas}
+    chains: dict[tuple[str, float], kickdown.Chain | None] = {}
     for row in rows:
         estimates = router.estimates(row.prompt, 0.0)
+        kind = kickdown.answer_kind(row.prompt)
         for lam in lambdas:
             best = min(  # the order LernRouter.estimates ranks by
                 estimates,
                 key=lambda e, lam=lam: (
-                    lam * e.cost_usd / router.reference_cost_usd - e.p_success,
+                    lam * e.cost_usd / reference - e.p_success,
                     e.cost_usd,
                     e.gear,
                 ),
             )
-            result[lam].append(model_of[best.gear])
+            if (kind, lam) not in chains:
+                chains[kind, lam] = router.schaltplan.choose(kind, lam, reference, router.gears)[0]
+            chain = chains[kind, lam]
+            if chain is not None:
+                result[lam].append(replay_kickdown(row, chain, model_of, kind))
+            else:
+                model = model_of[best.gear]
+                result[lam].append(routing_report.Routed(best.gear, model, row.costs[model]))
     return result
+
+
+def replay_kickdown(
+    row: rb.Row, chain: kickdown.Chain, model_of: dict[str, str], kind: str
+) -> routing_report.Routed:
+    """A kickdown on one recorded prompt, decided as the Fahrt decides it."""
+    answers: list[tuple[str, str | None]] = []
+    cost = 0.0
+    for number, gear in enumerate(chain.cheap):
+        model = model_of[gear]
+        cost += row.costs[model]
+        answers.append((gear, kickdown.normalise(row.responses[model], kind)))
+        decided = kickdown.verdict(answers, complete=number == len(chain.cheap) - 1)
+        if decided is not None:
+            break
+    answered_by = chain.cheap[0] if decided.accept else chain.top
+    if not decided.accept:
+        cost += row.costs[model_of[chain.top]]
+    return routing_report.Routed(
+        routing_report.route_name(chain.gears), model_of[answered_by], cost, kickdown=True
+    )
 
 
 # --- the whole evaluation ------------------------------------------------------------------
@@ -271,7 +315,9 @@ def evaluate(
 
     evaluated: list[rb.Row] = []
     engine: list[Driven] = []
-    pure: dict[str, dict[float, list[str]]] = {k: {x: [] for x in lambdas} for k in options.compare}
+    pure: dict[str, dict[float, list[routing_report.Routed]]] = {
+        k: {x: [] for x in lambdas} for k in options.compare
+    }
     with replay_environment():
         prepare_gearbox(table, mapping)
         for number, (train_idx, test_idx) in enumerate(plan, start=1):

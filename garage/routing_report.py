@@ -17,6 +17,33 @@ if TYPE_CHECKING:
     from garage.routing_eval import Driven
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where the router sent one prompt: ``route`` (a gear, or a kickdown chain), the model
+    whose answer it returned, and what it cost in all."""
+
+    route: str
+    model: str
+    cost_usd: float
+    kickdown: bool = False
+
+
+def route_name(gears: Sequence[str]) -> str:
+    return gears[0] if len(gears) == 1 else "kickdown:" + ">".join(gears)
+
+
+def score_routed(rows: Sequence[rb.Row], routed: Sequence[Routed]) -> rb.Point:
+    """Accuracy of the returned answers (judged ones only) and the mean cost of the routes."""
+    scores = [row.scores[r.model] for row, r in zip(rows, routed, strict=True)]
+    judged = [s for s in scores if s is not None]
+    return rb.Point(
+        accuracy=sum(judged) / len(judged) if judged else 0.0,
+        mean_cost_usd=sum(r.cost_usd for r in routed) / len(rows) if rows else 0.0,
+        judged=len(judged),
+        prompts=len(rows),
+    )
+
+
 @dataclass
 class Run:
     table: rb.Table
@@ -28,7 +55,7 @@ class Run:
     lam: float
     evaluated: list[rb.Row]  # held-out prompts, in the order they were driven
     engine: list["Driven"]  # what the engine did with each of them
-    pure: dict[str, dict[float, list[str]]]  # kind → λ → the router's model per prompt
+    pure: dict[str, dict[float, list[Routed]]]  # kind → λ → the router's route per prompt
     learning_curve: dict | None
     seconds: float
 
@@ -47,12 +74,11 @@ def build(run: Run) -> dict:
     """The report ``evaluate_routing --json`` prints."""
     table, test = run.table, run.test
     mapping, evaluated, engine, pure = run.mapping, run.evaluated, run.engine, run.pure
-    model_of = {m.gear: m.model for m in mapping}
     lam = run.lam
     models = {m.model: rb.single_model(evaluated, m.model) for m in mapping}
     router_point = point_of(engine)
     router_curve = {
-        kind: [(x, rb.score_choices(evaluated, chosen)) for x, chosen in pure[kind].items()]
+        kind: [(x, score_routed(evaluated, routed)) for x, routed in pure[kind].items()]
         for kind in pure
     }
     all_costs = (
@@ -74,7 +100,7 @@ def build(run: Run) -> dict:
     oracle = rb.oracle(evaluated, table.models)
     pure_main = pure.get(run.kind, {}).get(lam)
     agreement = (
-        sum(model_of[d.gear] == c for d, c in zip(engine, pure_main, strict=True)) / len(engine)
+        sum(d.route == r.route for d, r in zip(engine, pure_main, strict=True)) / len(engine)
         if pure_main
         else None
     )
@@ -107,7 +133,19 @@ def build(run: Run) -> dict:
             "explored": sum(d.explored for d in engine),
             "engine_agrees_with_router": None if agreement is None else round(agreement, 4),
             "choices": dict(Counter(d.model for d in engine).most_common()),
-            "curve": [{"lambda": x, **p.as_dict()} for x, p in main_curve],
+            "routes": dict(Counter(d.route for d in engine).most_common()),
+            "kickdown": {
+                "trips": sum(d.kickdown for d in engine),
+                "escalated": sum(d.escalated for d in engine),
+            },
+            "curve": [
+                {
+                    "lambda": x,
+                    **p.as_dict(),
+                    "kickdowns": sum(r.kickdown for r in pure[run.kind][x]),
+                }
+                for x, p in main_curve
+            ],
         },
         "candidates": {
             kind: {

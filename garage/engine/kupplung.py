@@ -52,11 +52,13 @@ class Lage:
 
 @dataclass(frozen=True, slots=True)
 class Vorschlag:
-    """A gear proposed for this very prompt (by the Lernrouter), taking the base step."""
+    """A gear proposed for this very prompt (by the Lernrouter), taking the base step; with
+    ``kickdown`` (cheap gears in order, then the top gear) ``gear`` is the first of them."""
 
     gear: str
     message: str
     data: dict = field(default_factory=dict)
+    kickdown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class Entscheidung:
     legs: int = 1
     estimated_cost_usd: Decimal = Decimal(0)
     reserve_usd: Decimal = Decimal(0)  # worst case, what the Tankuhr holds before calling
+    kickdown: tuple[str, ...] = ()  # cheap gears in order, then the top gear (see Kickdown)
 
     @property
     def is_refused(self) -> bool:
@@ -111,6 +114,7 @@ class Entscheidung:
             "explored": self.explored,
             "refused": self.refused,
             "legs": self.legs,
+            "kickdown": list(self.kickdown),
             "reasons": [r.as_dict() for r in self.reasons],
             "estimated_cost_usd": str(self.estimated_cost_usd),
             "reserve_usd": str(self.reserve_usd),
@@ -127,6 +131,7 @@ class _Draft:
     pinned_gear: bool = False
     learned: bool = False
     explored: bool = False
+    kickdown: tuple[str, ...] = ()
 
 
 def _clamp(value: float) -> float:
@@ -167,6 +172,7 @@ def _base(
             road.pattern,
             [Reason("base", vorschlag.message, {"source": "lernrouter", **vorschlag.data})],
             learned=True,
+            kickdown=vorschlag.kickdown,
         )
     policy = lage.policies.get(road.slug)
     if policy is not None and policy.samples >= lage.min_samples and lage.gear(policy.gear):
@@ -394,6 +400,8 @@ def kuppeln(
     _shift(draft, strecke, lage)
     _explore(draft, lage, rng)
     refused = _constrain(draft, strecke, lage)
+    if draft.kickdown and not refused:
+        _keep_kickdown(draft, strecke, lage)
     if refused:
         draft.reasons.append(Reason("refused", refused))
         return Entscheidung(
@@ -407,12 +415,22 @@ def kuppeln(
             refused=refused,
         )
     legs = _pattern(draft, strecke, wunsch)
+    if draft.kickdown and draft.pattern != "single":
+        draft.reasons.append(
+            Reason("kickdown", f"No kickdown: the {draft.pattern} pattern drives several legs.")
+        )
+        draft.kickdown = ()
     gear = draft.gear
     gas = gas_geben(gear, draft.throttle, language=strecke.language)
     prompt = strecke.prompt_tokens + SYSTEM_PROMPT_TOKENS
     typical_output = min(gas.max_output_tokens, 400 + int(1600 * draft.throttle))
     estimated = gear.cost(prompt, typical_output) * legs
     reserve = gear.cost(prompt, gas.max_output_tokens) * legs
+    if draft.kickdown:
+        chain = [lage.gear(name) for name in draft.kickdown]
+        legs = len(chain)  # at most: the top gear drives only on a kickdown
+        estimated = sum((g.cost(prompt, typical_output) for g in chain), Decimal(0))
+        reserve = sum((g.cost(prompt, gas.max_output_tokens) for g in chain), Decimal(0))
     return Entscheidung(
         strecke,
         gear,
@@ -425,6 +443,35 @@ def kuppeln(
         legs=legs,
         estimated_cost_usd=estimated.quantize(Decimal("0.00000001")),
         reserve_usd=reserve.quantize(Decimal("0.00000001")),
+        kickdown=draft.kickdown,
+    )
+
+
+def _keep_kickdown(draft: _Draft, strecke: Strecke, lage: Lage) -> None:
+    """The kickdown survives exploration and the constraints only as proposed: an explored or
+    replaced first gear drives alone, and every gear of the chain must still be allowed."""
+    chain = draft.kickdown
+    why = None
+    if draft.gear is None or draft.gear.name != chain[0]:
+        why = f"{draft.gear.name if draft.gear else 'no gear'} drives instead of {chain[0]}"
+    else:
+        for name in chain:
+            gear = lage.gear(name)
+            problems = ["not in the gearbox"] if gear is None else _violations(gear, strecke, lage)
+            if problems:
+                why = f"{name} is out ({'; '.join(problems)})"
+                break
+    if why is not None:
+        draft.kickdown = ()
+        draft.reasons.append(Reason("kickdown", f"No kickdown: {why}.", {"dropped": list(chain)}))
+        return
+    draft.reasons.append(
+        Reason(
+            "kickdown",
+            f"Kickdown: {' → '.join(chain[:-1])}; on a missing answer or a disagreement, "
+            f"{chain[-1]}.",
+            {"chain": list(chain[:-1]), "top": chain[-1]},
+        )
     )
 
 
