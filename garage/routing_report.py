@@ -241,7 +241,7 @@ def plot(report: dict, path: Path) -> Path:
             [y * 100 for _, y in curve],
             "-" if name == kind else ":",
             color="tab:blue" if name == kind else "tab:cyan",
-            label=f"Lernrouter {name}, λ sweep (AIQ {candidate['aiq']:.3f})",
+            label=f"Lernrouter {name} + kickdown, λ sweep (AIQ {candidate['aiq']:.3f})",
         )
         if name == kind:
             ax.scatter([x for x, _ in points], [y * 100 for _, y in points], s=8, color="tab:blue")

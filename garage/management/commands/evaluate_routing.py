@@ -163,6 +163,11 @@ class Command(BaseCommand):
             w(f"{name[:44]:44} {p['accuracy'] * 100:8.2f}% {p['mean_cost_usd']:11.6f} {a}")
 
         line("clutch engine + Lernrouter", router, router["aiq"])
+        kd = router["kickdown"]
+        w(
+            f"  kickdown on {kd['trips']} of {router['prompts']} prompts, "
+            f"{kd['escalated']} of them driven to the top gear"
+        )
         for name, candidate in report["candidates"].items():
             w(f"  Lernrouter {name} over λ: AIQ {candidate['aiq']:.4f}")
         line("random router at equal cost", report["random"], report["random"]["aiq"])
