@@ -15,6 +15,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path  # noqa: E402
 
 from fahrtenbuch.consumers import CockpitConsumer, TripConsumer  # noqa: E402
+from garage.motorblock import registry  # noqa: E402
+
+# Import the provider drivers now (llama.cpp's among them: a few hundred milliseconds), not
+# during the first request that decides a trip.
+registry.available_kinds()
 
 
 class LongLivedThreads:

@@ -5,10 +5,14 @@ MiddlewareMixin runs each process_request and process_response on the sync threa
 thread switches per middleware, a dozen per request, a few milliseconds of a short API call.
 The middleware below only read headers and cookies and set attributes or lazy objects (no
 database, no blocking I/O), so here they run inline. Sessions and messages, whose hooks may
-read or write the session table, keep Django's behaviour.
+read or write the session table, keep Django's behaviour on pages; the REST API under
+/api/ authenticates by bearer token and uses neither (nor request.user), so its requests
+skip them.
 """
 
 from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -39,8 +43,36 @@ class InlineCsrfViewMiddleware(Inline, CsrfViewMiddleware):
 
 
 class InlineAuthenticationMiddleware(Inline, AuthenticationMiddleware):
-    """Sets request.user as a lazy object: the user is read when a view asks, on its thread."""
+    """Sets request.user as a lazy object: the user is read when a view asks, on its thread.
+    The API (no session) skips it: its views know the caller as request.auth."""
+
+    def process_request(self, request):
+        if not request.path_info.startswith("/api/"):
+            super().process_request(request)
 
 
 class InlineXFrameOptionsMiddleware(Inline, XFrameOptionsMiddleware):
+    pass
+
+
+class ApiSkips:
+    """Pages keep Django's behaviour; a request to the token-authenticated API skips this
+    middleware (no session, no messages)."""
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request):
+        if request.path_info.startswith("/api/"):
+            return await self.get_response(request)
+        return await super().__acall__(request)
+
+
+class PageSessionMiddleware(ApiSkips, SessionMiddleware):
+    pass
+
+
+class PageMessageMiddleware(ApiSkips, MessageMiddleware):
     pass

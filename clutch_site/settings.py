@@ -80,15 +80,15 @@ INSTALLED_APPS = [
     "fahrtenbuch",
 ]
 
-# Django's middleware; the "Inline" ones skip a thread switch per hook under ASGI
-# (clutch_site/middleware.py).
+# Django's middleware; the "Inline" ones skip a thread switch per hook under ASGI, the "Page"
+# ones are skipped by the token-authenticated API (clutch_site/middleware.py).
 MIDDLEWARE = [
     "clutch_site.middleware.InlineSecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "clutch_site.middleware.PageSessionMiddleware",
     "clutch_site.middleware.InlineCommonMiddleware",
     "clutch_site.middleware.InlineCsrfViewMiddleware",
     "clutch_site.middleware.InlineAuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "clutch_site.middleware.PageMessageMiddleware",
     "clutch_site.middleware.InlineXFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]

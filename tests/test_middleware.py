@@ -44,3 +44,20 @@ def test_logging_in_with_the_token_opens_a_session(member, password):
     response, home, history = asyncio.run(log_in())
     assert (response.status_code, response.url) == (302, "/")
     assert home == 200 and history.status_code == 200
+
+
+def test_the_api_skips_sessions_and_still_gets_the_security_headers(member):
+    from clutch_site.services import api_token_create
+
+    _, token = api_token_create(user=member, name="t")
+
+    async def calls():
+        client = AsyncClient()
+        gears = await client.get("/api/gears", headers={"Authorization": f"Bearer {token}"})
+        docs = await client.get("/api/docs")
+        return gears, docs
+
+    gears, docs = asyncio.run(calls())
+    assert gears.status_code == 200 and docs.status_code == 200
+    assert "sessionid" not in gears.cookies and "csrftoken" not in gears.cookies
+    assert gears.headers["X-Content-Type-Options"] == "nosniff"
