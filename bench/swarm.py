@@ -28,9 +28,9 @@ def main() -> None:
         f"data dir {data}; {args.items} items × {args.latency_ms} ms at concurrency {args.concurrency}: "
         f"ideal {ideal:.2f} s"
     )
-    from garage.motorblock import registry
+    from clutch_site.startup import warm_up
 
-    registry.available_kinds()  # the drivers are imported at start, as in the cockpit's worker
+    warm_up()  # as the cockpit's worker does when it starts
     fahrer = Fahrer(seed=1)
     for run in range(args.runs):
         items = [f"file_{i:03d}.py" for i in range(args.items)]

@@ -14,12 +14,10 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from clutch_site.startup import warm_up  # noqa: E402
 from fahrtenbuch.consumers import CockpitConsumer, TripConsumer  # noqa: E402
-from garage.motorblock import registry  # noqa: E402
 
-# Import the provider drivers now (llama.cpp's among them: a few hundred milliseconds), not
-# during the first request that decides a trip.
-registry.available_kinds()
+warm_up()
 
 
 class LongLivedThreads:

@@ -28,7 +28,7 @@ def recover_on_startup() -> None:
     # A consumer that starts picks up what a dead one left behind, without waiting a minute.
     # Every worker thread runs startup hooks; one recovery per process is enough.
     if _recovered_at_start.acquire(blocking=False):
-        from garage.motorblock import registry
+        from clutch_site.startup import warm_up
 
-        registry.available_kinds()  # import the drivers before the first trip, not during it
+        warm_up()
         services.trips_recover(enqueue=run_trip)
