@@ -33,19 +33,51 @@ def sse(event: str, data: dict) -> bytes:
 
 def anthropic_stream(deltas: int) -> bytes:
     parts = [
-        sse("message_start", {"type": "message_start", "message": {
-            "id": "msg_bench", "type": "message", "role": "assistant", "content": [], "model": "bench",
-            "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
-        sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                    "content_block": {"type": "text", "text": ""}}),
+        sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_bench",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "bench",
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 12, "output_tokens": 1},
+                },
+            },
+        ),
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
     ]
     for i in range(deltas):
-        parts.append(sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta", "text": f"word{i} "}}))
+        parts.append(
+            sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": f"word{i} "},
+                },
+            )
+        )
     parts += [
         sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                              "usage": {"output_tokens": deltas}}),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": deltas},
+            },
+        ),
         sse("message_stop", {"type": "message_stop"}),
     ]
     return b"".join(parts)
@@ -64,8 +96,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     length = int(line.split(b":")[1])
             body = json.loads(await reader.readexactly(length)) if length else {}
             payload = BODIES[100 if body.get("max_tokens", 0) >= 100 else 1]
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                         b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+            )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         writer.close()
@@ -91,26 +125,53 @@ async def bench(port: int, calls: int, concurrency: int) -> None:
     from garage.motorblock.base import Anfrage, ProviderConfig
 
     base = f"http://127.0.0.1:{port}"
-    provider = ProviderConfig(name="bench", kind="anthropic", base_url=base, api_key="sk-bench",
-                              max_concurrency=concurrency)
-    gear = GearSpec(name="bench", provider="bench", provider_kind="anthropic", model_id="bench", tier=3,
-                    input_price=Decimal("3"), output_price=Decimal("15"), max_output_tokens=64000,
-                    reasoning="none")
-    bare_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency * 4,
-                                                        max_keepalive_connections=concurrency * 4))
+    provider = ProviderConfig(
+        name="bench",
+        kind="anthropic",
+        base_url=base,
+        api_key="sk-bench",
+        max_concurrency=concurrency,
+    )
+    gear = GearSpec(
+        name="bench",
+        provider="bench",
+        provider_kind="anthropic",
+        model_id="bench",
+        tier=3,
+        input_price=Decimal("3"),
+        output_price=Decimal("15"),
+        max_output_tokens=64000,
+        reasoning="none",
+    )
+    bare_client = httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=concurrency * 4, max_keepalive_connections=concurrency * 4
+        )
+    )
 
     def anfrage(max_tokens: int) -> Anfrage:
         gas = gas_geben(gear, 0.0)
-        gas = type(gas)(**{**gas.as_dict(), "system_prompt": gas.system_prompt, "max_output_tokens": max_tokens})
-        return Anfrage(gear=gear, messages=({"role": "user", "content": "Say hi"},), gas=gas,
-                       system="Be brief.", provider=provider)
+        gas = type(gas)(
+            **{**gas.as_dict(), "system_prompt": gas.system_prompt, "max_output_tokens": max_tokens}
+        )
+        return Anfrage(
+            gear=gear,
+            messages=({"role": "user", "content": "Say hi"},),
+            gas=gas,
+            system="Be brief.",
+            provider=provider,
+        )
 
     requests = {1: anfrage(16), 100: anfrage(512)}
 
     async def bare(deltas: int) -> None:
         body = anthropic.request_body(requests[deltas])
-        async with bare_client.stream("POST", f"{base}/v1/messages", json=body,
-                                      headers={"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"}) as r:
+        async with bare_client.stream(
+            "POST",
+            f"{base}/v1/messages",
+            json=body,
+            headers={"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"},
+        ) as r:
             async for _ in r.aiter_lines():
                 pass
 
@@ -144,11 +205,15 @@ async def bench(port: int, calls: int, concurrency: int) -> None:
         b = await sequential(bare, deltas)
         c = await sequential(clutch, deltas)
         overhead = statistics.median(c) - statistics.median(b)
-        print(f"{label:8} sequential: bare p50 {statistics.median(b):.3f} ms, clutch p50 {statistics.median(c):.3f} ms "
-              f"(p95 {percentile(c, 95):.3f}) → overhead {overhead:.3f} ms per call")
+        print(
+            f"{label:8} sequential: bare p50 {statistics.median(b):.3f} ms, clutch p50 {statistics.median(c):.3f} ms "
+            f"(p95 {percentile(c, 95):.3f}) → overhead {overhead:.3f} ms per call"
+        )
         rb = await parallel(bare, deltas)
         rc = await parallel(clutch, deltas)
-        print(f"{label:8} concurrency {concurrency}: bare {rb:.0f} calls/s, clutch {rc:.0f} calls/s")
+        print(
+            f"{label:8} concurrency {concurrency}: bare {rb:.0f} calls/s, clutch {rc:.0f} calls/s"
+        )
     await bare_client.aclose()
 
 
@@ -166,7 +231,9 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)], start_new_session=True
+    )
     try:
         time.sleep(0.5)
         asyncio.run(bench(port, args.calls, args.concurrency))
