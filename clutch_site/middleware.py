@@ -18,6 +18,8 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 
+API_PREFIX = "/api/"  # clutch_site/urls.py mounts the REST API here
+
 
 class Inline:
     async def __acall__(self, request):
@@ -47,7 +49,7 @@ class InlineAuthenticationMiddleware(Inline, AuthenticationMiddleware):
     The API (no session) skips it: its views know the caller as request.auth."""
 
     def process_request(self, request):
-        if not request.path_info.startswith("/api/"):
+        if not request.path_info.startswith(API_PREFIX):
             super().process_request(request)
 
 
@@ -57,17 +59,13 @@ class InlineXFrameOptionsMiddleware(Inline, XFrameOptionsMiddleware):
 
 class ApiSkips:
     """Pages keep Django's behaviour; a request to the token-authenticated API skips this
-    middleware (no session, no messages)."""
+    middleware (no session, no messages). Django calls a middleware through __call__ in both
+    modes; in async mode get_response returns the awaitable the caller awaits."""
 
     def __call__(self, request):
-        if request.path_info.startswith("/api/"):
+        if request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         return super().__call__(request)
-
-    async def __acall__(self, request):
-        if request.path_info.startswith("/api/"):
-            return await self.get_response(request)
-        return await super().__acall__(request)
 
 
 class PageSessionMiddleware(ApiSkips, SessionMiddleware):

@@ -127,12 +127,19 @@ def submit(request, payload: TripIn):
 LOOK_EVERY_S = 0.05
 
 
+def _waited_for(trip_id: int) -> Trip:
+    trip = Trip.objects.select_related("user").filter(pk=trip_id).first()
+    if trip is None:  # an admin deleted it while the caller waited
+        raise services.ApplicationError(f"Trip {trip_id} was deleted meanwhile.", status=404)
+    return trip
+
+
 def _detail(trip_id: int) -> dict:
-    return trip_detail_out(Trip.objects.select_related("user").get(pk=trip_id))
+    return trip_detail_out(_waited_for(trip_id))
 
 
 def _detail_if_finished(trip_id: int) -> dict | None:
-    trip = Trip.objects.select_related("user").get(pk=trip_id)
+    trip = _waited_for(trip_id)
     return trip_detail_out(trip) if trip.is_finished else None
 
 

@@ -265,3 +265,12 @@ def test_run_that_takes_longer_returns_202_with_the_trip_id(member, car, huey_co
     while Trip.objects.get(pk=body["trip"]["id"]).status != "succeeded":
         assert time.monotonic() < deadline, huey_consumer.log.read_text()
         time.sleep(0.05)
+
+
+def test_a_trip_deleted_while_run_waits_is_a_404_not_a_500(db):
+    from fahrtenbuch.api import _detail
+    from fahrtenbuch.services import ApplicationError
+
+    with pytest.raises(ApplicationError) as caught:
+        _detail(987654)
+    assert caught.value.status == 404 and "deleted" in caught.value.message
